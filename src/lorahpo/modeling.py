@@ -1,0 +1,172 @@
+"""Model: find the weights, load tokenizer and base model for the hardware, add LoRA.
+
+The same functions load the tiny default, the packaged MiniLM and an 8B model from disk; only
+the config differs. Nothing here downloads unless `model.allow_download` is true.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lorahpo.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PACKAGE_PREFIX = "pkg:"  # model.path=pkg:<python package>/<folder inside it>
+
+
+def resolve_model_path(
+    model_cfg: DictConfig, texts: list[str], num_labels: int, seed: int, cache_dir: str
+) -> str:
+    """A local folder (or, with downloads allowed, a hub id) holding the base model."""
+    if model_cfg.get("builder") == "tiny" and not model_cfg.get("path"):
+        from lorahpo.tiny_model import build_tiny_model
+
+        arch = OmegaConf.to_container(model_cfg.arch, resolve=True)
+        return str(build_tiny_model(texts, cache_dir, num_labels, arch, seed))
+    path = model_cfg.get("path")
+    if not path:
+        raise UserError(
+            f"model={model_cfg.name} needs its weights: set model.path to a local folder that "
+            "holds config.json, the tokenizer and the *.safetensors files (e.g. "
+            f"model.path=/data/models/{model_cfg.name}). Nothing is downloaded unless you also "
+            "set model.allow_download=true and give a hub id as model.path."
+        )
+    path = str(path)
+    if path.startswith(PACKAGE_PREFIX):
+        package, _, sub = path[len(PACKAGE_PREFIX) :].partition("/")
+        try:
+            folder = importlib.resources.files(package) / sub
+        except ModuleNotFoundError:
+            raise UserError(
+                f"model.path={path}: the Python package {package!r} is not "
+                f"installed; pip install it (see README)."
+            ) from None
+        return str(folder)
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").exists():
+            raise UserError(
+                f"model.path={path} is a folder without config.json: point it at "
+                "the folder of a saved Hugging Face model."
+            )
+        return str(local)
+    if not model_cfg.get("allow_download"):
+        raise UserError(
+            f"model.path={path} is not a local folder, and downloads are off. Download the "
+            "weights once (e.g. `hf download <repo> --local-dir <folder>`) and set "
+            "model.path=<folder>, or set model.allow_download=true to fetch from the hub."
+        )
+    return path
+
+
+def check_hardware(hw: DictConfig) -> None:
+    """Fail early, with the fix, when the hardware config asks for what is not there."""
+    import torch
+
+    if hw.device == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"hardware={hw.name} needs a CUDA GPU, but torch sees none "
+            f"(torch {torch.__version__}, torch.cuda.is_available() is False). Use "
+            "hardware=cpu, or install a CUDA build of torch on a machine with a GPU."
+        )
+    if hw.quantization == "nf4":
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise UserError(
+                f"hardware={hw.name} quantises to 4-bit NF4 with bitsandbytes, "
+                "which is not installed: pip install -e '.[gpu]' (or set "
+                "hardware.quantization=none)."
+            ) from None
+
+
+def load_tokenizer(path: str, model_cfg: DictConfig):
+    """The model's tokenizer, with a pad token (eos where the model has none, as Llama)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        path,
+        trust_remote_code=bool(model_cfg.trust_remote_code),
+        local_files_only=not model_cfg.get("allow_download"),
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_base_model(
+    path: str, model_cfg: DictConfig, hw: DictConfig, num_labels: int, pad_token_id: int
+):
+    """Base classifier in the hardware's precision and quantisation; new head of `num_labels`."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {
+        "num_labels": num_labels,
+        "trust_remote_code": bool(model_cfg.trust_remote_code),
+        "local_files_only": not model_cfg.get("allow_download"),
+        "dtype": torch.bfloat16 if hw.precision == "bf16" else torch.float32,
+        "ignore_mismatched_sizes": True,  # a saved head with another label count is replaced
+    }
+    if hw.quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    if hw.device == "cuda":
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except OSError as e:
+        first = str(e).splitlines()[0]
+        raise UserError(
+            f"model.path={path}: could not load the model ({first}). Check that the "
+            "folder holds a complete Hugging Face checkpoint."
+        ) from None
+    model.config.pad_token_id = pad_token_id
+    model.config.use_cache = False
+    if hw.quantization == "nf4":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(hw.gradient_checkpointing)
+        )
+    return model
+
+
+def add_lora(model, lora_cfg: DictConfig):
+    """Wrap the base model with fresh LoRA adapters; the classification head is trained too."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    if not isinstance(lora_cfg.r, int) or lora_cfg.r <= 0:
+        raise UserError(f"lora.r={lora_cfg.r}: the LoRA rank must be a positive integer.")
+    if not 0 <= lora_cfg.dropout < 1:
+        raise UserError(f"lora.dropout={lora_cfg.dropout}: must be in [0, 1).")
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=lora_cfg.r,
+        lora_alpha=lora_cfg.alpha,
+        lora_dropout=lora_cfg.dropout,
+        target_modules=list(lora_cfg.target_modules),
+        bias=lora_cfg.bias,
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:
+        if "not found in the base model" in str(e) or "Target modules" in str(e):
+            raise UserError(
+                f"lora.target_modules={list(lora_cfg.target_modules)}: "
+                f"{str(e).splitlines()[0]} Name modules this model has."
+            ) from None
+        raise

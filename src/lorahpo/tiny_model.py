@@ -1,0 +1,100 @@
+"""The embedded default model: a small Llama-architecture classifier built locally.
+
+It is saved once to a cache folder and loaded back through `from_pretrained`, like any real
+checkpoint, so the default run exercises the exact code path of an 8B model: a tokenizer with
+no pad token, LoRA on the q/k/v/o/gate/up/down projections, a fresh classification head.
+The tokenizer is a byte-level BPE trained on the run's own texts, so no download is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+def _fingerprint(texts: list[str], arch: dict[str, Any]) -> str:
+    h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:12]
+
+
+def _train_tokenizer(texts: Iterable[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos = SPECIAL_TOKENS["bos_token"]
+    # like Llama: a BOS token in front, no EOS, and deliberately no pad token
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+
+
+def build_tiny_model(
+    texts: list[str], cache_dir: str | Path, num_labels: int, arch: dict[str, Any], seed: int
+) -> Path:
+    """Return the folder of the tiny model for these texts, building it on first use.
+
+    Concurrent trials may race to build the same folder: each builds into a temporary folder
+    and renames it into place, so readers only ever see a complete checkpoint.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    key = {**arch, "num_labels": num_labels, "seed": seed}
+    target = Path(cache_dir) / f"tiny-llama-{_fingerprint(texts, key)}"
+    if (target / "config.json").exists():
+        return target
+    log.info("building the tiny model in %s", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer(texts, arch["vocab_size"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=arch["hidden_size"],
+        intermediate_size=arch["intermediate_size"],
+        num_hidden_layers=arch["num_layers"],
+        num_attention_heads=arch["num_heads"],
+        num_key_value_heads=arch["num_kv_heads"],
+        max_position_embeddings=arch["max_position_embeddings"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
+        num_labels=num_labels,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForSequenceClassification(config)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").exists():  # not a lost race: a real failure
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

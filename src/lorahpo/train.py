@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,17 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    import transformers
     from transformers import DataCollatorWithPadding, Trainer, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from lorahpo.callbacks import EvalRecorder, QuietProgress
     from lorahpo.metrics import compute_metrics
 
+    # quiet console: no per-run load reports, weight-loading bars or deprecation chatter
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     modeling.check_hardware(cfg.hardware)
     set_seed(cfg.seed)
     num_labels = int(cfg.data.num_labels)
@@ -232,7 +238,7 @@ def training_arguments(cfg: DictConfig, output_dir: Path, eval_steps: int):
         use_cpu=hw.device == "cpu",
         bf16=hw.precision == "bf16",
         optim=hw.optim,
-        gradient_checkpointing=bool(hw.gradient_checkpointing),
+        activation_checkpointing=bool(hw.gradient_checkpointing),
         dataloader_num_workers=0,
         report_to="none",
         disable_tqdm=not cfg.progress_bar,

@@ -1,0 +1,50 @@
+"""Shared helpers: the real CLI in a subprocess, and real Hydra composition in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def run_cli(
+    *args: str, script: str = "train.py", timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Run an entry script as a user would, from the repository root."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(
+        [sys.executable, script, *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def compose_cfg(*overrides: str):
+    """The config `train.py` would see for these overrides (hydra resolvers included)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # as in a real run: ${hydra:...} resolves
+    return cfg
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def toy_csvs(tmp_path):
+    from lorahpo.toy import write_toy_csvs
+
+    return write_toy_csvs(tmp_path / "data", n_questions=30, seed=1)

@@ -1,0 +1,114 @@
+"""`python train.py` end to end, as a user runs it: the run directory contract, overrides,
+errors without tracebacks, and the default run really learning."""
+
+import json
+import math
+
+import pytest
+import yaml
+from conftest import read_jsonl, run_cli
+
+
+def _ok(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _user_error(proc, *needles):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert proc.stderr.count("error:") == 1, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr)
+
+
+def test_overrides_reach_config_adapter_and_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    _ok(
+        run_cli(
+            "debug=smoke", "lora.r=8", "train.lr=3e-4", "train.epochs=1", f"hydra.run.dir={run_dir}"
+        )
+    )
+    cfg = yaml.safe_load((run_dir / ".hydra/config.yaml").read_text())
+    assert (cfg["lora"]["r"], cfg["train"]["lr"], cfg["train"]["epochs"]) == (8, 3e-4, 1)
+    assert "lora.r=8" in (run_dir / ".hydra/overrides.yaml").read_text()
+    adapter = json.loads((run_dir / "adapter/adapter_config.json").read_text())
+    assert adapter["r"] == 8 and adapter["lora_alpha"] == cfg["lora"]["alpha"]
+    assert (run_dir / "adapter/adapter_model.safetensors").exists()
+    assert (run_dir / "adapter/tokenizer.json").exists()
+    assert not (run_dir / "checkpoints").exists()  # only the best adapter is kept
+    assert (run_dir / "train.log").read_text().count("eval ") >= 2
+
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert len(records) == 2  # debug=smoke evaluates every half epoch
+    for r in records:
+        assert {"step", "epoch", "eval_log_loss", "eval_accuracy"} <= r.keys()
+        assert 0 < r["eval_log_loss"] < 10 and 0 <= r["eval_accuracy"] <= 1
+    result = json.loads((run_dir / "result.json").read_text())
+    best = min(records, key=lambda r: r["eval_log_loss"])
+    assert result["status"] == "completed"
+    assert result["objective"] == best["eval_log_loss"] and result["best_step"] == best["step"]
+    assert result["evals_done"] == result["planned_evals"] == 2
+    assert result["wall_time_s"] > 0 and result["train_tokens_per_s"] > 0
+
+
+def test_default_run_learns_well_below_uniform(tmp_path):
+    """The README's quickstart command, unchanged but for where the run goes."""
+    run_dir = tmp_path / "run"
+    _ok(run_cli("progress_bar=false", f"hydra.run.dir={run_dir}"))
+    result = json.loads((run_dir / "result.json").read_text())
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert len(records) >= 3
+    assert result["objective"] <= 1.0 < math.log(7)
+    assert result["best_accuracy"] > 0.6
+    assert result["wall_time_s"] < 300
+
+
+def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
+    import pandas as pd
+
+    train_path, _ = toy_csvs
+    frame = pd.read_csv(train_path)
+    frame.loc[::5, "Response"] = None
+    frame.to_csv(train_path, index=False)
+    run_dir = tmp_path / "run"
+    _ok(
+        run_cli(
+            "data=csv", f"data.train_path={train_path}", "debug=smoke", f"hydra.run.dir={run_dir}"
+        )
+    )
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["model=mistral_7b"], ["model.path"]),
+        (
+            ["model=deepseek_r1_8b", "model.path=deepseek-ai/DeepSeek-R1-Distill-Llama-8B"],
+            ["model.path", "downloads are off"],
+        ),
+        (["hardware=gpu"], ["hardware=gpu", "CUDA"]),
+        (["data=csv"], ["data.train_path"]),
+        (
+            ["data=csv", "data.train_path=does/not/exist.csv"],
+            ["does/not/exist.csv", "no such file"],
+        ),
+        (["lora.r=0"], ["lora.r=0"]),
+        (["train.lr=1e8", "train.max_grad_norm=0"], ["diverged", "train.lr"]),
+    ],
+)
+def test_bad_settings_exit_with_one_clear_message(tmp_path, args, needles):
+    _user_error(run_cli(*args, "debug=smoke", f"hydra.run.dir={tmp_path}"), *needles)
+
+
+def test_bad_csv_exits_with_message_naming_file_and_column(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Question,Text,target\nq,a,1\n")
+    _user_error(
+        run_cli("data=csv", f"data.train_path={bad}", f"hydra.run.dir={tmp_path}/r"),
+        str(bad),
+        "'Response'",
+    )
+    failed = json.loads((tmp_path / "r/result.json").read_text())
+    assert failed["status"] == "failed" and "Response" in failed["error"]

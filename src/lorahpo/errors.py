@@ -6,7 +6,7 @@ import functools
 import sys
 import textwrap
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from omegaconf.errors import MissingMandatoryValue
 
@@ -36,11 +36,16 @@ def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
                     f"config key {e.full_key} has no value; set it on the command "
                     f"line, e.g. `python train.py {e.full_key}=...`."
                 )
-            msg = textwrap.fill(str(e), width=100, break_long_words=False, break_on_hyphens=False)
-            print(f"error: {msg}", file=sys.stderr)
-            raise SystemExit(2) from None
+            report_user_error(e)
 
     return wrapper
+
+
+def report_user_error(e: Exception) -> NoReturn:
+    """Print `e` as one wrapped paragraph on stderr and exit with status 2."""
+    msg = textwrap.fill(str(e), width=100, break_long_words=False, break_on_hyphens=False)
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 def _in_multirun() -> bool:

@@ -153,10 +153,13 @@ def add_lora(model, lora_cfg: DictConfig):
         raise UserError(f"lora.r={lora_cfg.r}: the LoRA rank must be a positive integer.")
     if not 0 <= lora_cfg.dropout < 1:
         raise UserError(f"lora.dropout={lora_cfg.dropout}: must be in [0, 1).")
+    alpha = (
+        lora_cfg.alpha if lora_cfg.get("alpha") is not None else (lora_cfg.r * lora_cfg.alpha_ratio)
+    )
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=lora_cfg.r,
-        lora_alpha=lora_cfg.alpha,
+        lora_alpha=alpha,
         lora_dropout=lora_cfg.dropout,
         target_modules=list(lora_cfg.target_modules),
         bias=lora_cfg.bias,

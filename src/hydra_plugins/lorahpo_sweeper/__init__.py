@@ -1,0 +1,1 @@
+"""Hydra Sweeper plugin `hydra/sweeper=lorahpo`: HPO sweeps on Ray Tune."""

@@ -1,0 +1,1 @@
+"""HPO sweeps: search space, algorithms, trials on Ray Tune, the sweep summary."""

@@ -1,0 +1,233 @@
+"""The sweep driver behind the Hydra sweeper: space -> Ray Tune `Tuner` -> summary.
+
+It never trains anything: it chooses overrides, starts trials of the same task on Ray with
+the hardware's resources, listens to their reports and writes the sweep summary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from ray.tune import Callback
+
+from lorahpo.errors import UserError
+from lorahpo.sweep import algorithms, summary
+from lorahpo.sweep.space import Param, build_space, trial_overrides
+from lorahpo.sweep.trial import TrialSpec, run_trial
+
+log = logging.getLogger(__name__)
+TUNE_DIR = ".tune"  # Ray Tune's own experiment state, inside the sweep directory
+BUDGET_KEYS = ("train.epochs", "train.batch_size", "train.grad_accum", "train.eval_every")
+
+
+def planned_evals_upper_bound(
+    config: DictConfig, space: dict[str, Param], fixed: list[str], load_sweep_config
+) -> int:
+    """The most evaluations any trial of this space will do (the schedulers' budget)."""
+    from lorahpo.data import load_frame, split_by_question
+    from lorahpo.train import training_plan
+
+    cfg = load_sweep_config(config, fixed)
+    frame = load_frame(cfg.data)
+    n_train = len(
+        split_by_question(frame, cfg.data.question_column, cfg.data.folds, cfg.data.val_fold)[0]
+    )
+    axes = []
+    for key in BUDGET_KEYS:
+        p = space.get(key)
+        if p is None:
+            axes.append([OmegaConf.select(cfg, key)])
+        else:
+            axes.append(list(p.values) if p.is_choice else [p.low, p.high])
+    most = 0
+    for combo in itertools.product(*axes):
+        train = OmegaConf.create(dict(cfg.train))
+        for key, value in zip(BUDGET_KEYS, combo, strict=True):
+            train[key.split(".", 1)[1]] = value
+        train.batch_size, train.grad_accum = int(train.batch_size), int(train.grad_accum)
+        most = max(most, training_plan(n_train, train)["planned_evals"])
+    return most
+
+
+class TrialEvents(Callback):
+    """Records trial start / end times and parameters in the sweep directory, and prints one
+    line per finished trial (Ray's own per-trial tables are too loud for long sweeps)."""
+
+    def __init__(self, sweep_dir: Path, n_trials: int | None) -> None:
+        self.sweep_dir, self.n_trials = sweep_dir, n_trials
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        summary.record_event(self.sweep_dir, trial.trial_id, "start", params=_plain(trial.config))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        summary.record_event(self.sweep_dir, trial.trial_id, "complete")
+        self._progress(trials, trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        summary.record_event(self.sweep_dir, trial.trial_id, "error")
+        self._progress(trials, trial, failed=True)
+
+    def _progress(self, trials, trial, failed: bool) -> None:
+        line = summary.progress_line(
+            self.sweep_dir, trial.trial_id, failed, trial.last_result or {}
+        )
+        done = 1 + sum(t.is_finished() and t is not trial for t in trials)
+        running = sum(t.status == "RUNNING" and t is not trial for t in trials)
+        total = self.n_trials or len(trials)
+        print(f"[sweep] {line} | {done}/{total} done, {running} running", flush=True)
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
+
+
+def _start_ray(hw: DictConfig, root: Path) -> None:
+    import ray
+
+    env = {
+        "RAY_CHDIR_TO_TRIAL_DIR": "0",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RAY_AIR_NEW_OUTPUT": "0",
+    }  # the classic reporter is silent at verbose=0
+    os.environ.update(env)
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "runtime_env": {"env_vars": env},
+    }
+    if hw.get("ray_address"):
+        log.info("connecting to the Ray cluster at %s", hw.ray_address)
+        ray.init(address=hw.ray_address, **kwargs)
+    else:
+        ray.init(**kwargs)
+
+
+def run_sweep(
+    hydra_context, task_function, config: DictConfig, arguments: list[str], resume: bool
+) -> float:
+    """Run (or resume) the sweep; return the best objective. Exits non-zero if none completed."""
+    from hydra.core.singleton import Singleton
+    from ray import tune
+
+    root = Path.cwd()
+    sweep_dir = Path(str(config.hydra.sweep.dir)).expanduser().resolve()
+    space, fixed = build_space(config.search.space, arguments)
+    # the trial's config must not depend on where Ray runs it
+    fixed += [f"hydra.sweep.dir={sweep_dir}", f"paths.root={root}"]
+    load = hydra_context.config_loader.load_sweep_config
+    # fail here, once, on a space that cannot compose (unknown key, bad value type)
+    sample = {k: (p.values[0] if p.is_choice else p.low) for k, p in space.items()}
+    try:
+        load(config, fixed + trial_overrides(sample))
+    except Exception as e:
+        raise UserError(
+            f"the sweep's overrides do not compose with the config: "
+            f"{str(e).strip().splitlines()[0]}"
+        ) from None
+    max_evals = planned_evals_upper_bound(config, space, fixed, load)
+    searcher, param_space = algorithms.make_searcher(config.search, space)
+    scheduler = algorithms.make_scheduler(config.scheduler, max_evals)
+
+    tune_path = sweep_dir / TUNE_DIR
+    if tune_path.exists() and not resume:
+        raise UserError(
+            f"{sweep_dir} already holds a sweep. Resume it with the same command "
+            "plus hydra.sweeper.resume=true, or choose another hydra.sweep.dir."
+        )
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    hw = config.hardware
+    _start_ray(hw, root)
+    spec = TrialSpec(
+        hydra_context,
+        task_function,
+        config,
+        Singleton.get_state(),
+        fixed,
+        str(sweep_dir),
+        str(root),
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec=spec),
+        {"cpu": hw.cpus_per_trial, "gpu": hw.gpus_per_trial},
+    )
+    grid = config.search.algorithm == "grid"
+    n_trials = 1 if grid else int(config.search.n_trials)
+    size = math.prod(len(p.values) for p in space.values()) if grid else n_trials
+    print(
+        f"[sweep] {config.search.algorithm} x {config.scheduler.name}: "
+        f"{size} trials, {hw.concurrency} at once, "
+        f"up to {max_evals} evaluations each -> {sweep_dir}",
+        flush=True,
+    )
+    if resume and tune.Tuner.can_restore(str(tune_path)):
+        tuner = tune.Tuner.restore(
+            str(tune_path),
+            trainable,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=n_trials,
+                max_concurrent_trials=hw.concurrency,
+                reuse_actors=True,
+                trial_dirname_creator=lambda trial: trial.trial_id,  # short folder names
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR,
+                storage_path=str(sweep_dir),
+                callbacks=[TrialEvents(sweep_dir, None if grid else n_trials)],
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                verbose=0,
+            ),
+        )
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    # a failed trial's traceback is in its error.txt; progress lines name the file
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module="optuna")  # re-reports of a resumed trial
+    try:
+        tuner.fit()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return _finish(sweep_dir, list(space))
+
+
+def _finish(sweep_dir: Path, param_keys: list[str]) -> float:
+    trials, best = summary.summarize(sweep_dir, param_keys)
+    print(summary.format_table(trials, param_keys))
+    if (trials["status"] == "interrupted").any():
+        print(
+            f"\nthe sweep was interrupted: rerun the same command with "
+            f"hydra.sweeper.resume=true (and hydra.sweep.dir={sweep_dir}) to finish it.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130)
+    if best is None or not (trials["status"] == "completed").any():
+        print(
+            f"error: no trial completed; see the error files listed in {sweep_dir}/trials.csv.",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    print(
+        f"\nbest: trial {int(best['number'])}, objective {best['objective']:.4f} "
+        f"({best['run_dir']})\nretrain it: python train.py --config-dir {sweep_dir} "
+        f"experiment=best\nall trials: {sweep_dir / 'trials.csv'}"
+    )
+    return float(best["objective"])

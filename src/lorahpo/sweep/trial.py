@@ -1,0 +1,126 @@
+"""One sweep trial inside a Ray worker: an ordinary Hydra job of the training task.
+
+As hydra-ray-launcher does, the worker composes the trial's config with Hydra's own config
+loader and runs the task through `run_job`, so `<sweep_dir>/<n>/` is a normal run directory.
+Each evaluation is forwarded to Ray Tune through `lorahpo.report`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import json
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from lorahpo.report import listening
+from lorahpo.sweep.space import trial_overrides
+
+NUMBERS_FILE = "trial_numbers.json"
+
+
+def claim_number(sweep_dir: Path, trial_id: str) -> int:
+    """This trial's number 0..N-1, stable across resumes (Ray's own ids are hashes).
+
+    A file lock makes concurrent trials, even on other nodes of a shared file system, agree.
+    """
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with (sweep_dir / ".numbers.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = sweep_dir / NUMBERS_FILE
+        numbers: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+        if trial_id not in numbers:
+            numbers[trial_id] = len(numbers)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(numbers, indent=1))
+            tmp.replace(path)
+        return numbers[trial_id]
+
+
+@dataclass
+class TrialSpec:
+    """Everything a worker needs to run trials of this sweep (pickled once to Ray)."""
+
+    hydra_context: Any
+    task_function: Any
+    master_config: DictConfig
+    singleton_state: Any
+    fixed_overrides: list[str]
+    sweep_dir: str
+    cwd: str  # the driver's working directory: relative paths in overrides resolve from it
+
+
+def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    """Ray Tune function trainable: compose, run the Hydra job, report, return the result."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import JobStatus, run_job, setup_globals
+    from ray import tune
+
+    os.chdir(spec.cwd)
+    trial_id = tune.get_context().get_trial_id()
+    num = claim_number(Path(spec.sweep_dir), trial_id)
+    overrides = spec.fixed_overrides + trial_overrides(config)
+
+    setup_globals()
+    Singleton.set_state(spec.singleton_state)
+    try:
+        job_config = spec.hydra_context.config_loader.load_sweep_config(
+            spec.master_config, overrides
+        )
+    except Exception:  # the job never started: leave its traceback where a run's would be
+        run_dir = Path(spec.sweep_dir) / str(num)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        raise
+    with open_dict(job_config):
+        job_config.hydra.job.id = trial_id
+        job_config.hydra.job.num = num
+    HydraConfig.instance().set_config(job_config)
+
+    best = float("inf")
+
+    def forward(record: dict[str, Any]) -> None:
+        nonlocal best
+        best = min(best, record["eval_log_loss"])
+        tune.report(
+            {
+                "objective": best,
+                "eval_log_loss": record["eval_log_loss"],
+                "eval_accuracy": record["eval_accuracy"],
+                "step": record["step"],
+                "trial_num": num,
+            }
+        )
+
+    try:
+        with listening(forward):
+            ret = run_job(
+                hydra_context=spec.hydra_context,
+                task_function=spec.task_function,
+                config=job_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+    finally:
+        _free_memory()
+    if ret.status == JobStatus.FAILED:
+        raise ret._return_value  # Ray records the trial as errored; the searcher sees no value
+    return None  # the last report stands (returning a value would count as an evaluation)
+
+
+def _free_memory() -> None:
+    """Give GPU memory back before the worker runs another trial."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass

@@ -17,10 +17,10 @@ CONF = ROOT / "conf"
 
 
 def run_cli(
-    *args: str, script: str = "train.py", timeout: int = 600
+    *args: str, script: str = "train.py", timeout: int = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Run an entry script as a user would, from the repository root."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     return subprocess.run(
         [sys.executable, script, *args],
         cwd=ROOT,

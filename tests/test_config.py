@@ -1,8 +1,9 @@
 """Real Hydra composition of every config group option and the documented override names."""
 
 import pytest
-from conftest import CONF, compose_cfg
 from omegaconf import OmegaConf
+
+from conftest import CONF, compose_cfg
 
 GROUPS = {
     g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))

@@ -1,13 +1,14 @@
 """The model path on the tiny model and the packaged MiniLM: real weights, real PEFT."""
 
 import torch
-from conftest import compose_cfg
 from omegaconf import OmegaConf
 
 from lorahpo import modeling
 from lorahpo.errors import UserError
 from lorahpo.tiny_model import build_tiny_model
 from lorahpo.toy import make_toy_frame
+
+from conftest import compose_cfg
 
 TEXTS = list(make_toy_frame(20, seed=0)["Response"])
 

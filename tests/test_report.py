@@ -2,12 +2,12 @@
 
 import math
 
-from conftest import compose_cfg, read_jsonl
-
 from lorahpo import report
 from lorahpo.metrics import classification_metrics
 from lorahpo.report import listening
 from lorahpo.train import run
+
+from conftest import compose_cfg, read_jsonl
 
 
 def test_report_is_a_no_op_without_listener():

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import yaml
+
 from conftest import read_jsonl, run_cli
 
 
@@ -33,7 +34,8 @@ def test_overrides_reach_config_adapter_and_run_directory(tmp_path):
     assert (cfg["lora"]["r"], cfg["train"]["lr"], cfg["train"]["epochs"]) == (8, 3e-4, 1)
     assert "lora.r=8" in (run_dir / ".hydra/overrides.yaml").read_text()
     adapter = json.loads((run_dir / "adapter/adapter_config.json").read_text())
-    assert adapter["r"] == 8 and adapter["lora_alpha"] == cfg["lora"]["alpha"]
+    assert adapter["r"] == 8 and cfg["lora"]["alpha"] is None
+    assert adapter["lora_alpha"] == 8 * cfg["lora"]["alpha_ratio"]  # alpha = r x alpha_ratio
     assert (run_dir / "adapter/adapter_model.safetensors").exists()
     assert (run_dir / "adapter/tokenizer.json").exists()
     assert not (run_dir / "checkpoints").exists()  # only the best adapter is kept

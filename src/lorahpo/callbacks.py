@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,10 @@ class EvalRecorder(TrainerCallback):
         self.records: list[dict[str, Any]] = []
         self.last_train_loss: float | None = None
         self.diverged = False
+        self.train_started_at: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.train_started_at = time.time()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -42,6 +47,8 @@ class EvalRecorder(TrainerCallback):
             "eval_log_loss": metrics.get("eval_log_loss"),
             "eval_accuracy": metrics.get("eval_accuracy"),
             "train_loss": self.last_train_loss,
+            "time": round(time.time(), 3),  # wall clock, to line trials up in a sweep
+            "train_started_at": round(self.train_started_at or 0.0, 3),
             **{
                 k: v
                 for k, v in metrics.items()

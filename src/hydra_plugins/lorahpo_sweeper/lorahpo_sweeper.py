@@ -6,6 +6,7 @@ The work is in `lorahpo.sweep.runner`; this module stays thin so that Hydra's pl
 
 # no `from __future__ import annotations`: Hydra's plugin scan executes this module outside
 # sys.modules, where dataclasses cannot resolve string annotations.
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,10 @@ class LorahpoSweeper(Sweeper):
         self.hydra_context, self.task_function, self.config = (hydra_context, task_function, config)
 
     def sweep(self, arguments: list[str]) -> Any:
+        if not self.config.hardware.get("ray_address"):
+            # a local Ray instance: keep its services on the loopback interface (Ray reads
+            # this when it is first imported, which is below)
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         from lorahpo.errors import UserError, report_user_error
         from lorahpo.sweep.runner import run_sweep
 

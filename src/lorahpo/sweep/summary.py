@@ -64,7 +64,7 @@ def finalize_stopped(trials: pd.DataFrame) -> None:
                         "evals_done": row.evals_done,
                         "train_steps": row.steps,
                         "wall_time_s": row.duration_s,
-                        "note": "stopped early by the scheduler; objective is the best evaluation so far",
+                        "note": "stopped early by the scheduler; objective: best evaluation",
                     },
                     indent=2,
                 )

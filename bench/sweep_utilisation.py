@@ -1,0 +1,162 @@
+"""How busy a sweep keeps its slots, against Hydra's own launcher-based sweep of the same trials.
+
+    python bench/sweep_utilisation.py [--trials 12] [--slots 2] [--questions 100]
+
+Runs the same grid of configurations (tiny model, toy data, CPU, one CPU per slot) twice in
+this command: with the `lorahpo` sweeper (Ray Tune trials) and with Hydra's basic sweeper +
+hydra-ray-launcher (all jobs queued as Ray tasks at once). Prints, for each:
+
+- slot utilisation = time inside trial training + evaluation / (slots x sweep wall time);
+- per-trial start-up = job start (its .hydra/ written) to its first training step;
+- time between trials = a job's start minus the latest end of an earlier job in that slot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str]) -> tuple[float, float]:
+    start = time.time()
+    # both sweeps start a local Ray instance: keep it on the loopback interface
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", "-m", *args], cwd=ROOT, text=True, capture_output=True, env=env
+    )
+    if proc.returncode != 0:
+        sys.exit(f"sweep failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return start, time.time()
+
+
+def _jobs(sweep_dir: Path) -> pd.DataFrame:
+    rows = []
+    for run_dir in sorted(p for p in sweep_dir.iterdir() if p.name.isdigit()):
+        metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        rows.append(
+            {
+                "job_start": (run_dir / ".hydra/config.yaml").stat().st_mtime,
+                "train_start": metrics[0]["train_started_at"],
+                "train_end": metrics[-1]["time"],
+                "job_end": (run_dir / "result.json").stat().st_mtime,
+            }
+        )
+    return pd.DataFrame(rows).sort_values("job_start").reset_index(drop=True)
+
+
+def _figures(jobs: pd.DataFrame, span: tuple[float, float], slots: int) -> dict[str, float]:
+    start, end = span
+    wall = end - start
+    busy = (jobs["train_end"] - jobs["train_start"]).sum()
+    window = jobs["job_end"].max() - jobs["job_start"].min()
+    gaps = []
+    for i in range(slots, len(jobs)):
+        earlier_ends = jobs["job_end"][:i][jobs["job_end"][:i] <= jobs["job_start"][i]]
+        if len(earlier_ends):
+            gaps.append(jobs["job_start"][i] - earlier_ends.max())
+    return {
+        "wall_s": wall,
+        "utilisation": busy / (slots * wall),
+        "in_window": busy / (slots * window),
+        "first_job_s": jobs["job_start"].min() - start,
+        "after_last_s": end - jobs["job_end"].max(),
+        "startup_s": statistics.mean(jobs["train_start"] - jobs["job_start"]),
+        "between_s": statistics.mean(gaps) if gaps else float("nan"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lrs", default="3e-4,6e-4,1e-3,2e-3", help="learning rates (grid axis)")
+    ap.add_argument("--ranks", default="8,16,32", help="LoRA ranks (grid axis)")
+    ap.add_argument("--slots", type=int, default=2)
+    ap.add_argument("--questions", type=int, default=200, help="toy data size (x7 rows)")
+    a = ap.parse_args()
+    common = [
+        f"data.n_questions={a.questions}",
+        "train.epochs=1",
+        "train.eval_every=0.5",
+        "progress_bar=false",
+    ]
+    out = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+
+    n_trials = len(a.lrs.split(",")) * len(a.ranks.split(","))
+
+    ours = out / "lorahpo"
+    span = _run(
+        [
+            "search=grid",
+            "scheduler=fifo",
+            f"train.lr=choice({a.lrs})",
+            f"lora.r=choice({a.ranks})",
+            "train.lr_scheduler=choice(cosine)",
+            f"hardware.concurrency={a.slots}",
+            "hardware.cpus_per_trial=1",
+            *common,
+            f"hydra.sweep.dir={ours}",
+        ]
+    )
+    figures = {"lorahpo sweeper (Ray Tune)": _figures(_jobs(ours), span, a.slots)}
+
+    base = out / "hydra-ray-launcher"  # the same grid as a plain Hydra multirun
+    span = _run(
+        [
+            "hydra/sweeper=basic",
+            "hydra/launcher=ray",
+            "+hydra.launcher.ray.remote.num_cpus=1",
+            f"train.lr={a.lrs}",
+            f"lora.r={a.ranks}",
+            *common,
+            f"hydra.sweep.dir={base}",
+        ]
+    )
+    figures["basic sweeper + hydra-ray-launcher"] = _figures(_jobs(base), span, a.slots)
+
+    print(f"{n_trials} trials, {a.slots} slots, tiny model, {a.questions * 7} toy rows, CPU")
+    head = [
+        "wall s",
+        "utilisation",
+        "util. trials",
+        "to 1st job s",
+        "after last s",
+        "start-up s",
+        "between s",
+    ]
+    print(f"{'':36s}" + "".join(f"{h:>14s}" for h in head))
+    for name, f in figures.items():
+        cells = [
+            f"{f['wall_s']:.1f}",
+            f"{f['utilisation']:.1%}",
+            f"{f['in_window']:.1%}",
+            f"{f['first_job_s']:.1f}",
+            f"{f['after_last_s']:.1f}",
+            f"{f['startup_s']:.2f}",
+            f"{f['between_s']:.2f}",
+        ]
+        print(f"{name:36s}" + "".join(f"{c:>14s}" for c in cells))
+    print(
+        "utilisation: time in training + evaluation / (slots x wall); util. trials: the same "
+        "over the span from the first job's start to the last job's end"
+    )
+    ours_f, base_f = figures.values()
+    ratio = ours_f["utilisation"] / base_f["utilisation"]
+    print(
+        f"utilisation ratio (lorahpo / launcher): {ratio:.2f}; "
+        f"wall-time ratio: {ours_f['wall_s'] / base_f['wall_s']:.2f}"
+    )
+    print(f"sweep directories: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""`python train.py -m`: real Hydra sweeper plugin, real Ray Tune, real trials (tiny, smoke)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, run_cli
+
+SMOKE = ["debug=smoke", "search/space=grid", "hydra.sweeper.resume=false"]
+
+
+def _sweep(tmp_path, *args, ok=True, env=None):
+    proc = run_cli("-m", *SMOKE, *args, f"hydra.sweep.dir={tmp_path}", env=env)
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc, (
+        pd.read_csv(tmp_path / "trials.csv") if (tmp_path / "trials.csv").exists() else None
+    )
+
+
+def _check_run_dirs(sweep_dir, trials, params):
+    for row in trials.itertuples():
+        run_dir = sweep_dir / str(row.number)
+        assert str(run_dir) == row.run_dir
+        cfg = yaml.safe_load((run_dir / ".hydra/config.yaml").read_text())
+        for key in params:  # the parameters in trials.csv are the ones the trial ran with
+            section, name = key.split(".")
+            expected = trials.loc[row.Index, key]
+            if isinstance(cfg[section][name], float):
+                assert cfg[section][name] == pytest.approx(expected, rel=1e-9), key
+            else:
+                assert cfg[section][name] == expected, key
+        assert json.loads((run_dir / "result.json").read_text())["status"] == row.status
+        if row.status == "completed":
+            assert (run_dir / "adapter/adapter_model.safetensors").exists()
+        assert not (run_dir / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "search,scheduler",
+    [
+        ("random", "fifo"),
+        ("grid", "median"),
+        ("tpe", "asha"),
+        ("hyperopt", "hyperband"),
+        ("cmaes", "asha"),
+    ],
+)
+def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
+    extra = (
+        ["'lora.r=choice(8)'", "'train.lr_scheduler=choice(cosine)'"]
+        if search == "grid"
+        else ["search.n_trials=3", "'train.lr=tag(log,interval(3e-4,5e-3))'"]
+    )
+    proc, trials = _sweep(
+        tmp_path, f"search={search}", f"scheduler={scheduler}", *[e.strip("'") for e in extra]
+    )
+    assert len(trials) == 3 and list(trials["number"]) == [0, 1, 2]
+    assert set(trials["status"]) <= {"completed", "stopped"}
+    assert trials["objective"].notna().all()
+    params = ["train.lr", "lora.r", "train.lr_scheduler"]
+    assert set(params) <= set(trials.columns)
+    _check_run_dirs(tmp_path, trials, params)
+    best = yaml.safe_load((tmp_path / "experiment/best.yaml").read_text())
+    best_row = trials.loc[trials[trials.status == "completed"]["objective"].idxmin()]
+    assert best["train"]["lr"] == pytest.approx(best_row["train.lr"])
+    assert (tmp_path / "objective_per_trial.png").stat().st_size > 1000
+    assert (tmp_path / "params_vs_objective.png").stat().st_size > 1000
+    assert f"best: trial {int(best_row['number'])}" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_asha_stops_trials_and_trains_fewer_steps_than_fifo(tmp_path):
+    common = [
+        "search=random",
+        "search.n_trials=6",
+        "train.epochs=2",
+        "train.eval_every=0.25",
+        "train.lr=tag(log,interval(1e-5,5e-3))",
+    ]
+    _, fifo = _sweep(tmp_path / "fifo", *common, "scheduler=fifo")
+    _, asha = _sweep(tmp_path / "asha", *common, "scheduler=asha", "scheduler.grace_period=1")
+    assert (fifo["status"] == "completed").all()
+    stopped = asha[asha["status"] == "stopped"]
+    assert len(stopped) >= 1
+    assert (stopped["evals_done"] < fifo["evals_done"].max()).all()
+    assert asha["steps"].sum() < fifo["steps"].sum()
+    # same seed, same random configurations: ASHA only cut them short
+    assert list(asha["train.lr"]) == pytest.approx(list(fifo["train.lr"]))
+
+
+def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    proc, trials = _sweep(
+        tmp_path,
+        "search=grid",
+        "lora.r=choice(0,8)",
+        "train.lr=choice(1e-3)",
+        "train.lr_scheduler=choice(cosine)",
+        "scheduler=fifo",
+    )
+    failed = trials[trials["lora.r"] == 0].iloc[0]
+    assert failed["status"] == "failed" and pd.isna(failed["objective"])
+    assert "lora.r=0" in Path(failed["error_file"]).read_text()
+    assert (trials[trials["lora.r"] == 8]["status"] == "completed").all()
+    assert "lora.r=0" in proc.stdout  # the progress line says why
+
+
+def test_no_completed_trial_exits_non_zero_with_a_message(tmp_path):
+    proc, trials = _sweep(
+        tmp_path,
+        "search=grid",
+        "lora.r=choice(0)",
+        "train.lr=choice(1e-3)",
+        "train.lr_scheduler=choice(cosine)",
+        ok=False,
+    )
+    assert proc.returncode == 1
+    assert "no trial completed" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(trials["status"]) == ["failed"]
+
+
+def test_bad_space_is_reported_before_any_trial(tmp_path):
+    proc, _ = _sweep(tmp_path, "lora.rank=choice(8,16)", ok=False)
+    assert proc.returncode == 2 and "lora.rank" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
+    _, trials = _sweep(
+        tmp_path,
+        "search=random",
+        "search.n_trials=5",
+        "scheduler=fifo",
+        "hardware.concurrency=2",
+        "hardware.cpus_per_trial=1",
+        "train.epochs=choice(1,2)",
+    )
+    start = pd.to_datetime(trials["started_at"]).astype("int64") / 1e9
+    end = pd.to_datetime(trials["ended_at"]).astype("int64") / 1e9
+    overlaps = sum(
+        (start[i] < end[j]) and (start[j] < end[i])
+        for i in range(len(trials))
+        for j in range(i + 1, len(trials))
+    )
+    assert overlaps >= 2  # two trials at once
+    # each later trial starts as soon as some trial ends, not when its batch-mate does
+    for i in range(2, len(trials)):
+        gap = min(abs(start[i] - e) for e in end[:i])
+        assert gap < 3.0, (i, gap)
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    args = [
+        sys.executable,
+        "train.py",
+        "-m",
+        *SMOKE,
+        "search=random",
+        "search.n_trials=5",
+        "scheduler=fifo",
+        "train.epochs=2",
+        f"hydra.sweep.dir={tmp_path}",
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not (tmp_path / "1/result.json").exists():
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "hydra.sweeper.resume=true" in err
+    first = pd.read_csv(tmp_path / "trials.csv")
+    done = first[first["status"] == "completed"]
+    assert 1 <= len(done) < 5
+    mtimes = {n: (tmp_path / str(n) / "result.json").stat().st_mtime_ns for n in done["number"]}
+
+    resumed = run_cli(
+        "-m",
+        *SMOKE,
+        "search=random",
+        "search.n_trials=5",
+        "scheduler=fifo",
+        "train.epochs=2",
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.sweeper.resume=true",
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = pd.read_csv(tmp_path / "trials.csv")
+    assert list(final["number"]) == [0, 1, 2, 3, 4]
+    assert (final["status"] == "completed").all()
+    for n, mtime in mtimes.items():  # finished trials were not run again
+        assert (tmp_path / str(n) / "result.json").stat().st_mtime_ns == mtime
+        assert final.loc[n, "started_at"] == first.loc[n, "started_at"]
+
+
+def test_a_second_sweep_into_the_same_directory_must_say_resume(tmp_path):
+    _sweep(tmp_path, "search=random", "search.n_trials=1", "scheduler=fifo")
+    proc, _ = _sweep(tmp_path, "search=random", "search.n_trials=1", "scheduler=fifo", ok=False)
+    assert proc.returncode == 2 and "hydra.sweeper.resume=true" in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_on_an_existing_ray_cluster(tmp_path):
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    port = _free_port()
+    # a one-machine cluster on the loopback interface: Ray's local-only mode for the head
+    # and for the sweep that joins it, without token auth (nothing leaves this machine)
+    loopback = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "RAY_ADDRESS": "", **loopback}
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    try:
+        proc, trials = _sweep(
+            tmp_path,
+            "search=random",
+            "search.n_trials=2",
+            "scheduler=fifo",
+            f"hardware.ray_address=127.0.0.1:{port}",
+            env=loopback,
+        )
+        assert (trials["status"] == "completed").all()
+        assert f"127.0.0.1:{port}" in proc.stdout + proc.stderr
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_plain_hydra_multirun_with_the_basic_sweeper(tmp_path):
+    proc = run_cli(
+        "-m", "hydra/sweeper=basic", "debug=smoke", "lora.r=4,8", f"hydra.sweep.dir={tmp_path}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for n, r in [(0, 4), (1, 8)]:
+        assert json.loads((tmp_path / f"{n}/result.json").read_text())["status"] == "completed"
+        assert json.loads((tmp_path / f"{n}/adapter/adapter_config.json").read_text())["r"] == r
+
+
+def test_plugin_is_discovered_by_hydra():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    names = [p.__name__ for p in Plugins.instance().discover(Sweeper)]
+    assert "LorahpoSweeper" in names
+
+
+def test_plain_hydra_multirun_through_hydra_ray_launcher(tmp_path):
+    proc = run_cli(
+        "-m",
+        "hydra/sweeper=basic",
+        "hydra/launcher=ray",
+        "debug=smoke",
+        "lora.r=4,8",
+        f"hydra.sweep.dir={tmp_path}",
+        env={"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+    )  # local Ray on loopback
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for n in (0, 1):
+        assert json.loads((tmp_path / f"{n}/result.json").read_text())["status"] == "completed"

@@ -289,3 +289,25 @@ def test_plain_hydra_multirun_through_hydra_ray_launcher(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for n in (0, 1):
         assert json.loads((tmp_path / f"{n}/result.json").read_text())["status"] == "completed"
+
+
+def test_best_trial_retrains_with_one_command(tmp_path):
+    sweep = tmp_path / "sweep"
+    _, trials = _sweep(
+        sweep,
+        "search=random",
+        "search.n_trials=2",
+        "scheduler=fifo",
+        "train.lr=tag(log,interval(3e-4,5e-3))",
+    )
+    best = trials.loc[trials["objective"].idxmin()]
+    run_dir = tmp_path / "final"
+    proc = run_cli(
+        f"--config-dir={sweep}", "experiment=best", "data.val_fold=null", f"hydra.run.dir={run_dir}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = yaml.safe_load((run_dir / ".hydra/config.yaml").read_text())
+    assert cfg["train"]["lr"] == pytest.approx(best["train.lr"], rel=1e-12)
+    assert cfg["lora"]["r"] == best["lora.r"]
+    assert cfg["train"]["lr_scheduler"] == best["train.lr_scheduler"]
+    assert json.loads((run_dir / "result.json").read_text())["validated"] is False

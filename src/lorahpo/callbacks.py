@@ -23,9 +23,11 @@ class EvalRecorder(TrainerCallback):
     A non-finite validation loss stops training at once: the run is failed, never scored.
     """
 
-    def __init__(self, path: Path, planned_evals: int) -> None:
+    def __init__(self, path: Path, planned_evals: int, metrics_fn=None) -> None:
         self.path = path
         self.planned_evals = planned_evals
+        self.metrics_fn = metrics_fn  # a MetricsWithLogits: its logits of the best evaluation
+        self.best_logits = None
         self.records: list[dict[str, Any]] = []
         self.last_train_loss: float | None = None
         self.diverged = False
@@ -71,6 +73,10 @@ class EvalRecorder(TrainerCallback):
             self.diverged = True
             control.should_training_stop = True
             return control
+        if self.metrics_fn is not None and record["eval_log_loss"] <= min(
+            r["eval_log_loss"] for r in self.records
+        ):
+            self.best_logits = self.metrics_fn.logits
         report(record)
         return control
 

@@ -158,7 +158,11 @@ def tokenize(texts: list[str], labels: np.ndarray | None, tokenizer, max_length:
     """A `datasets.Dataset` of token ids (and labels), unpadded: padding happens per batch."""
     from datasets import Dataset
 
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    enc = (
+        tokenizer(texts, truncation=True, max_length=max_length)
+        if texts
+        else {"input_ids": [], "attention_mask": []}
+    )
     columns = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
     if labels is not None:
         columns["labels"] = [int(x) for x in labels]

@@ -22,9 +22,16 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
     }
 
 
-def compute_metrics(eval_pred) -> dict[str, float]:
-    """`Trainer` hook: metrics are prefixed with `eval_` by the Trainer."""
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    return classification_metrics(logits, labels)
+class MetricsWithLogits:
+    """`Trainer` `compute_metrics` hook that also keeps the last evaluation's logits, so the
+    best evaluation's predictions can be saved without another pass over the data."""
+
+    def __init__(self) -> None:
+        self.logits: np.ndarray | None = None
+
+    def __call__(self, eval_pred) -> dict[str, float]:
+        logits = eval_pred.predictions
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        self.logits = np.asarray(logits, dtype=np.float64)
+        return classification_metrics(self.logits, eval_pred.label_ids)

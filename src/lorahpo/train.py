@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig
 
 from lorahpo import data as data_lib
@@ -23,6 +24,7 @@ from lorahpo import modeling
 from lorahpo.errors import UserError
 
 log = logging.getLogger(__name__)
+VAL_PREDICTIONS = "val_predictions.csv"
 
 
 class TrainingDiverged(UserError):
@@ -54,12 +56,16 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
         raise
     result["wall_time_s"] = round(time.time() - start, 2)
     _write_json(run_dir / "result.json", result)
-    log.info(
-        "done: best eval log loss %.4f at step %d (%s)",
-        result["objective"],
-        result["best_step"],
-        run_dir,
-    )
+    (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier failed run in this folder
+    if result["validated"]:
+        log.info(
+            "done: best eval log loss %.4f at step %d (%s)",
+            result["objective"],
+            result["best_step"],
+            run_dir,
+        )
+    else:
+        log.info("done: trained on all %d rows, no validation (%s)", result["train_rows"], run_dir)
     return result["objective"]
 
 
@@ -75,11 +81,11 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     import transformers
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from lorahpo.callbacks import EvalRecorder, QuietProgress
-    from lorahpo.metrics import compute_metrics
+    from lorahpo.metrics import MetricsWithLogits
 
     # quiet console: no per-run load reports, weight-loading bars or deprecation chatter
     transformers.logging.set_verbosity_error()
@@ -93,9 +99,13 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     frame = data_lib.load_frame(cfg.data)
     texts = data_lib.format_texts(frame, cfg.model.template or cfg.data.template)
     labels = frame[cfg.data.label_column].to_numpy()
-    train_idx, val_idx = data_lib.split_by_question(
-        frame, cfg.data.question_column, cfg.data.folds, cfg.data.val_fold
-    )
+    validate = cfg.data.val_fold is not None  # null: the final model, trained on every row
+    if validate:
+        train_idx, val_idx = data_lib.split_by_question(
+            frame, cfg.data.question_column, cfg.data.folds, cfg.data.val_fold
+        )
+    else:
+        train_idx, val_idx = np.arange(len(frame)), np.arange(0)
 
     # model: weights -> tokenizer -> base model (per hardware) -> LoRA
     path = modeling.resolve_model_path(
@@ -114,7 +124,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     # evaluation order does not matter: sort by length so that batches carry little padding
     val_lengths = [len(x) for x in val_ds["input_ids"]]
-    val_ds = val_ds.select(sorted(range(len(val_ds)), key=val_lengths.__getitem__))
+    val_order = sorted(range(len(val_ds)), key=val_lengths.__getitem__)
+    val_ds = val_ds.select(val_order)
+    val_rows = val_idx[val_order]  # row of the data frame behind each evaluation row
     model = modeling.load_base_model(
         path, cfg.model, cfg.hardware, num_labels, tokenizer.pad_token_id
     )
@@ -130,20 +142,21 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
 
     # training
-    plan = training_plan(len(train_ds), cfg.train)
-    recorder = EvalRecorder(run_dir / "metrics.jsonl", plan["planned_evals"])
+    plan = training_plan(len(train_ds), cfg.train, validate)
+    metrics_fn = MetricsWithLogits()
+    recorder = EvalRecorder(run_dir / "metrics.jsonl", plan["planned_evals"], metrics_fn)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     ckpt_dir = run_dir / "checkpoints"
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
-        args=training_arguments(cfg, ckpt_dir, plan["eval_steps"]),
+        args=training_arguments(cfg, ckpt_dir, plan["eval_steps"], validate),
         train_dataset=train_ds,
-        eval_dataset=val_ds,
+        eval_dataset=val_ds if validate else None,
         data_collator=DataCollatorWithPadding(
             tokenizer, pad_to_multiple_of=8 if cfg.hardware.device == "cuda" else None
         ),
         processing_class=tokenizer,
-        compute_metrics=compute_metrics,
+        compute_metrics=metrics_fn if validate else None,
         callbacks=[recorder],
     )
     trainer.pop_callback(PrinterCallback)  # raw metric dicts: EvalRecorder logs them readably
@@ -162,13 +175,26 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model.save_pretrained(run_dir / "adapter", safe_serialization=True)
     tokenizer.save_pretrained(run_dir / "adapter")
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # only the best adapter is kept
-    best = min(recorder.records, key=lambda r: r["eval_log_loss"])
     eval_time = sum(r.get("eval_runtime", 0.0) for r in recorder.records)
     train_time = max(output.metrics["train_runtime"] - eval_time, 1e-9)
     train_tokens = sum(len(x) for x in train_ds["input_ids"]) * cfg.train.epochs
+    if validate:
+        best = min(recorder.records, key=lambda r: r["eval_log_loss"])
+        _write_predictions(
+            run_dir / VAL_PREDICTIONS, frame, val_rows, recorder.best_logits, cfg.data
+        )
+    else:
+        best = {
+            "eval_log_loss": None,
+            "step": output.global_step,
+            "epoch": cfg.train.epochs,
+            "eval_accuracy": None,
+        }
     return {
         "status": "completed",
         "objective": best["eval_log_loss"],
+        "validated": validate,
+        "train_rows": len(train_ds),
         "best_step": best["step"],
         "best_epoch": best["epoch"],
         "best_accuracy": best["eval_accuracy"],
@@ -185,7 +211,32 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def training_plan(n_train: int, train_cfg: DictConfig) -> dict[str, int]:
+def _write_predictions(path: Path, frame, rows, logits, data_cfg: DictConfig) -> None:
+    """The best evaluation's logits per validation row: what inference must reproduce, and
+    what calibration is fitted on."""
+    out = frame.iloc[rows][[data_cfg.question_column, data_cfg.label_column]].copy()
+    out.insert(0, "row", rows)
+    for k in range(logits.shape[1]):
+        out[f"logit_{k}"] = logits[:, k]
+    out.sort_values("row").to_csv(path, index=False)
+
+
+def _trainer_class():
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class InOrderEvalTrainer(Trainer):
+        """Evaluates in dataset order. With length grouping on, HF's Trainer also shuffles
+        evaluation batches by length; our validation set is already sorted by length, and
+        its predictions must line up with its rows (val_predictions.csv)."""
+
+        def _get_eval_sampler(self, eval_dataset):
+            return SequentialSampler(eval_dataset) if eval_dataset is not None else None
+
+    return InOrderEvalTrainer
+
+
+def training_plan(n_train: int, train_cfg: DictConfig, validate: bool = True) -> dict[str, int]:
     """Steps and evaluations the run will do, so budgets can be stated in evaluations."""
     per_step = train_cfg.batch_size * train_cfg.grad_accum
     steps_per_epoch = math.ceil(n_train / per_step)
@@ -196,7 +247,7 @@ def training_plan(n_train: int, train_cfg: DictConfig) -> dict[str, int]:
             "e.g. 0.25 for four evaluations per epoch)."
         )
     eval_steps = max(1, round(steps_per_epoch * train_cfg.eval_every))
-    planned = total // eval_steps + (1 if total % eval_steps else 0)
+    planned = (total // eval_steps + (1 if total % eval_steps else 0)) if validate else 0
     return {
         "steps_per_epoch": steps_per_epoch,
         "total_steps": total,
@@ -205,7 +256,7 @@ def training_plan(n_train: int, train_cfg: DictConfig) -> dict[str, int]:
     }
 
 
-def training_arguments(cfg: DictConfig, output_dir: Path, eval_steps: int):
+def training_arguments(cfg: DictConfig, output_dir: Path, eval_steps: int, validate: bool = True):
     """HF `TrainingArguments` from the `train` and `hardware` config groups."""
     from transformers import TrainingArguments
 
@@ -222,16 +273,18 @@ def training_arguments(cfg: DictConfig, output_dir: Path, eval_steps: int):
         lr_scheduler_type=t.lr_scheduler,
         label_smoothing_factor=t.label_smoothing,
         max_grad_norm=t.max_grad_norm,
-        eval_strategy="steps",
+        eval_strategy="steps" if validate else "no",
         eval_steps=eval_steps,
         logging_strategy="steps",
         logging_steps=eval_steps,
-        save_strategy="best",  # a checkpoint only when the objective improves...
-        save_total_limit=1,  # ...and only the best one kept (disks fill up in sweeps)
+        # a checkpoint only when the objective improves, and only the best one kept (disks
+        # fill up in sweeps); without validation the final weights are the result
+        save_strategy="best" if validate else "no",
+        save_total_limit=1,
         save_only_model=True,
-        metric_for_best_model="log_loss",
+        metric_for_best_model="log_loss" if validate else None,
         greater_is_better=False,
-        load_best_model_at_end=True,
+        load_best_model_at_end=validate,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         seed=cfg.seed,
         data_seed=cfg.seed,

@@ -206,13 +206,14 @@ def run_sweep(
         tuner.fit()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return _finish(sweep_dir, list(space))
+    return _finish(sweep_dir, list(space), size)
 
 
-def _finish(sweep_dir: Path, param_keys: list[str]) -> float:
+def _finish(sweep_dir: Path, param_keys: list[str], planned: int) -> float:
     trials, best = summary.summarize(sweep_dir, param_keys)
     print(summary.format_table(trials, param_keys))
-    if (trials["status"] == "interrupted").any():
+    # a stop signal between trials leaves no trial unfinished, only some never started
+    if (trials["status"] == "interrupted").any() or len(trials) < planned:
         print(
             f"\nthe sweep was interrupted: rerun the same command with "
             f"hydra.sweeper.resume=true (and hydra.sweep.dir={sweep_dir}) to finish it.",

@@ -1,0 +1,30 @@
+"""Write class probabilities for a test CSV with the adapter of a training run."""
+
+import hydra
+from omegaconf import DictConfig
+
+from lorahpo.errors import exit_on_user_error
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="infer")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    from lorahpo.predict import run_inference
+
+    report = run_inference(
+        cfg.run_dir,
+        cfg.data.test_path,
+        cfg.output,
+        cfg.get("hardware"),
+        cfg.batch_size,
+        cfg.sort_by_length,
+        cfg.merge_adapter,
+        cfg.progress_bar,
+    )
+    print(f"{report['rows']} rows, {report['rows_per_s']:.1f} rows/s -> {report['output']}")
+    if "log_loss" in report:
+        print(f"log loss {report['log_loss']:.4f}, accuracy {report['accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Inference: a training run directory -> class probabilities for new rows.
+
+Everything is rebuilt from the run directory alone: its `.hydra/config.yaml` (template,
+labels, model, hardware), `result.json` (the base model it trained on) and `adapter/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from lorahpo import modeling
+from lorahpo.data import Columns, format_texts, read_csv
+from lorahpo.errors import UserError
+from lorahpo.metrics import classification_metrics, softmax
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedRun:
+    """What a run directory holds, checked."""
+
+    run_dir: Path
+    cfg: DictConfig  # the run's own composed config
+    base_path: str  # the base model it trained on
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.cfg.data.num_labels)
+
+    @property
+    def template(self) -> str:
+        return self.cfg.model.template or self.cfg.data.template
+
+
+def open_run(run_dir: str | Path) -> TrainedRun:
+    """Check the run directory has what inference needs; say what is missing otherwise."""
+    d = Path(run_dir).expanduser()
+    where = f"run_dir={run_dir}"
+    if not (d / ".hydra/config.yaml").exists():
+        raise UserError(
+            f"{where}: not a training run directory (no .hydra/config.yaml). Point "
+            "run_dir at a folder written by `python train.py`, e.g. a trial "
+            "folder <sweep_dir>/<n>."
+        )
+    if not (d / "adapter/adapter_config.json").exists():
+        raise UserError(
+            f"{where}: the run has no adapter/ (it failed, was stopped early, or "
+            "is still running; see its result.json). Use a completed run."
+        )
+    cfg = OmegaConf.load(d / ".hydra/config.yaml")
+    result = json.loads((d / "result.json").read_text()) if (d / "result.json").exists() else {}
+    base = (
+        result.get("model_path")
+        or json.loads((d / "adapter/adapter_config.json").read_text())["base_model_name_or_path"]
+    )
+    if (
+        not base.startswith(modeling.PACKAGE_PREFIX)
+        and not Path(base).exists()
+        and not cfg.model.get("allow_download")
+    ):
+        raise UserError(
+            f"{where}: its base model {base} is not on this machine any more. "
+            "Restore it (for model=tiny: rerun the training command, which "
+            "rebuilds it) or pass model.path=<folder of the same base model>."
+        )
+    return TrainedRun(d, cfg, base)
+
+
+def load_model(run: TrainedRun, hardware: DictConfig, merge: bool = False):
+    """Tokenizer and base model + adapter, in eval mode, on the given hardware."""
+    from peft import PeftModel
+
+    modeling.check_hardware(hardware)
+    adapter = run.run_dir / "adapter"
+    tokenizer = modeling.load_tokenizer(str(adapter), run.cfg.model)
+    base = modeling.load_base_model(
+        run.base_path, run.cfg.model, hardware, run.num_labels, tokenizer.pad_token_id
+    )
+    model = PeftModel.from_pretrained(base, str(adapter))
+    if merge:
+        if hardware.quantization != "none":
+            log.warning("not merging: the adapter cannot be merged into a 4-bit base model")
+        else:
+            model = model.merge_and_unload()
+    model.eval()
+    return tokenizer, model
+
+
+def read_test(path: str, run: TrainedRun, key: str = "data.test_path") -> pd.DataFrame:
+    """The test CSV; labels are optional (present: the run's label count is checked)."""
+    c = run.cfg.data
+    columns = Columns(c.question_column, c.text_column, c.label_column)
+    head = read_csv(path, key, columns, num_labels=None)
+    has_labels = columns.label in head.columns
+    if has_labels:
+        return read_csv(path, key, columns, num_labels=run.num_labels)
+    return head
+
+
+def predict_logits(
+    model,
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    batch_size: int,
+    sort_by_length: bool = True,
+    progress: bool = True,
+) -> np.ndarray:
+    """Logits for `texts`, in their order. Sorting by length makes each batch nearly
+    padding-free; the order is restored at the end."""
+    import torch
+    from tqdm.auto import tqdm
+
+    enc = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = (
+        np.argsort([len(x) for x in enc], kind="stable") if sort_by_length else np.arange(len(enc))
+    )
+    device = next(model.parameters()).device
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float64)
+    batches = range(0, len(order), batch_size)
+    with torch.inference_mode():
+        for start in tqdm(batches, desc="predict", unit="batch", disable=not progress):
+            idx = order[start : start + batch_size]
+            batch = tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+def submission_frame(test: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    """`id` (the test file's, or the row index) then `target_0 .. target_{K-1}`."""
+    ids = test["id"].to_numpy() if "id" in test.columns else np.arange(len(test))
+    frame = pd.DataFrame(probs, columns=[f"target_{k}" for k in range(probs.shape[1])])
+    frame.insert(0, "id", ids)
+    return frame
+
+
+def run_inference(
+    run_dir: str,
+    test_path: str,
+    output: str | None,
+    hardware: DictConfig | None,
+    batch_size: int,
+    sort_by_length: bool,
+    merge: bool,
+    progress: bool = True,
+) -> dict:
+    """The whole of `infer.py`: returns what it printed, for tests and callers."""
+    run = open_run(run_dir)
+    test = read_test(test_path, run)
+    hw = hardware if hardware is not None else run.cfg.hardware
+    tokenizer, model = load_model(run, hw, merge)
+    texts = format_texts(test, run.template)
+    start = time.time()
+    logits = predict_logits(
+        model, tokenizer, texts, run.cfg.data.max_length, batch_size, sort_by_length, progress
+    )
+    seconds = time.time() - start
+    probs = softmax(logits)
+    out_path = Path(output) if output else run.run_dir / "submission.csv"
+    submission_frame(test, probs).to_csv(out_path, index=False)
+    report = {
+        "rows": len(test),
+        "rows_per_s": len(test) / max(seconds, 1e-9),
+        "output": str(out_path),
+    }
+    label = run.cfg.data.label_column
+    if label in test.columns:
+        report.update(classification_metrics(logits, test[label].to_numpy()))
+    return report

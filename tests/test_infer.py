@@ -1,0 +1,117 @@
+"""From a training run to submission.csv: infer.py end to end on the tiny model."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import softmax
+
+from lorahpo.toy import make_toy_frame
+
+from conftest import compose_cfg, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    proc = run_cli("debug=smoke", "train.epochs=2", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def _infer(*args):
+    return run_cli(*args, "progress_bar=false", script="infer.py")
+
+
+def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
+    """Same rows, same probabilities: infer.py rebuilds exactly the evaluated model."""
+    val = pd.read_csv(trained / "val_predictions.csv")
+    frame = make_toy_frame(compose_cfg("debug=smoke").data.n_questions, seed=0)
+    rows = frame.iloc[val["row"]].reset_index(drop=True)
+    rows.insert(0, "id", val["row"] + 1000)
+    test_path = tmp_path / "val.csv"
+    rows.to_csv(test_path, index=False)
+    out = tmp_path / "sub.csv"
+    proc = _infer(
+        f"run_dir={trained}", f"data.test_path={test_path}", f"output={out}", "batch_size=5"
+    )  # other batches and padding than in training
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sub = pd.read_csv(out)
+    assert list(sub.columns) == ["id"] + [f"target_{k}" for k in range(7)]
+    assert list(sub["id"]) == list(val["row"] + 1000)  # the test file's order and ids
+    logits = val[[f"logit_{k}" for k in range(7)]].to_numpy()
+    np.testing.assert_allclose(sub.iloc[:, 1:].to_numpy(), softmax(logits, axis=1), atol=2e-5)
+    result = json.loads((trained / "result.json").read_text())
+    assert f"log loss {result['objective']:.4f}" in proc.stdout  # labels present: scored
+    assert "rows/s" in proc.stdout
+
+
+def test_submission_without_ids_or_labels(trained, tmp_path):
+    frame = make_toy_frame(6, seed=9)[["Question", "Response"]]
+    frame.loc[2, "Response"] = None
+    test_path = tmp_path / "test.csv"
+    frame.to_csv(test_path, index=False)
+    proc = _infer(
+        f"run_dir={trained}",
+        f"data.test_path={test_path}",
+        "hardware=cpu",
+        "sort_by_length=false",
+        "merge_adapter=true",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sub = pd.read_csv(trained / "submission.csv")
+    assert list(sub["id"]) == list(range(len(frame)))
+    np.testing.assert_allclose(sub.iloc[:, 1:].sum(axis=1), 1.0, atol=1e-9)
+    assert "log loss" not in proc.stdout
+
+
+def test_bad_inputs_get_clear_messages(trained, tmp_path):
+    no_response = tmp_path / "a.csv"
+    no_response.write_text("id,Question,Answer\n1,q,a\n")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    labels = tmp_path / "c.csv"
+    labels.write_text("Question,Response,target\nq,a,9\n")
+    failed = tmp_path / "failed_run"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / ".hydra/config.yaml").write_text((trained / ".hydra/config.yaml").read_text())
+    cases = [
+        ([f"run_dir={tmp_path}", f"data.test_path={no_response}"], "not a training run"),
+        ([f"run_dir={failed}", f"data.test_path={no_response}"], "has no adapter"),
+        ([f"run_dir={trained}", f"data.test_path={no_response}"], "'Response'"),
+        ([f"run_dir={trained}", f"data.test_path={binary}"], "not CSV text"),
+        ([f"run_dir={trained}", f"data.test_path={labels}"], "label '9'"),
+        ([f"run_dir={trained}", f"data.test_path={tmp_path / 'none.csv'}"], "no such file"),
+    ]
+    for args, needle in cases:
+        proc = _infer(*args)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        message = " ".join(proc.stderr.split())  # the paragraph is wrapped at 100 columns
+        assert needle in message and "Traceback" not in message, (needle, message)
+
+
+def test_reference_experiment_composes():
+    cfg = compose_cfg("experiment=deepseek_r1_8b_reference")
+    assert cfg.model.name == "deepseek_r1_8b" and cfg.hardware.quantization == "nf4"
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (32, 64, 0.1)
+    t = cfg.train
+    assert (
+        t.lr,
+        t.lr_scheduler,
+        t.epochs,
+        t.label_smoothing,
+        t.weight_decay,
+        t.warmup_ratio,
+        t.grad_accum,
+    ) == (2.35e-4, "cosine", 3, 0.071, 0.01, 0.082, 1)
+
+
+def test_final_model_trains_on_every_row(tmp_path):
+    proc = run_cli("debug=smoke", "data.val_fold=null", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "completed" and result["validated"] is False
+    assert result["train_rows"] == 7 * compose_cfg("debug=smoke").data.n_questions
+    assert (tmp_path / "adapter/adapter_model.safetensors").exists()
+    assert not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text()

@@ -19,11 +19,17 @@ def main(cfg: DictConfig) -> None:
         cfg.batch_size,
         cfg.sort_by_length,
         cfg.merge_adapter,
-        cfg.progress_bar,
+        postprocess=cfg.postprocess,
+        progress=cfg.progress_bar,
     )
     print(f"{report['rows']} rows, {report['rows_per_s']:.1f} rows/s -> {report['output']}")
+    if report["groups"]:
+        print(report["groups"])
     if "log_loss" in report:
-        print(f"log loss {report['log_loss']:.4f}, accuracy {report['accuracy']:.4f}")
+        print(
+            f"log loss {report['log_loss']:.4f} ({report['postprocess']}; raw "
+            f"{report['raw_log_loss']:.4f}), accuracy {report['accuracy']:.4f}"
+        )
 
 
 if __name__ == "__main__":

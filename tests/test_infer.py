@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
+from lorahpo.postprocess import postprocess
 from lorahpo.toy import make_toy_frame
 
 from conftest import compose_cfg, run_cli
@@ -33,9 +34,13 @@ def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     test_path = tmp_path / "val.csv"
     rows.to_csv(test_path, index=False)
     out = tmp_path / "sub.csv"
-    proc = _infer(
-        f"run_dir={trained}", f"data.test_path={test_path}", f"output={out}", "batch_size=5"
-    )  # other batches and padding than in training
+    proc = _infer(  # other batches and padding than in training; raw probabilities
+        f"run_dir={trained}",
+        f"data.test_path={test_path}",
+        f"output={out}",
+        "batch_size=5",
+        "postprocess=none",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["id"] + [f"target_{k}" for k in range(7)]
@@ -43,8 +48,31 @@ def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     logits = val[[f"logit_{k}" for k in range(7)]].to_numpy()
     np.testing.assert_allclose(sub.iloc[:, 1:].to_numpy(), softmax(logits, axis=1), atol=2e-5)
     result = json.loads((trained / "result.json").read_text())
-    assert f"log loss {result['objective']:.4f}" in proc.stdout  # labels present: scored
+    assert f"log loss {result['objective']:.4f} (none" in proc.stdout  # labels: scored
     assert "rows/s" in proc.stdout
+
+    # the default post-processing: the one-per-source posterior of each complete question
+    proc = _infer(f"run_dir={trained}", f"data.test_path={test_path}", f"output={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n_groups = rows["Question"].nunique()
+    assert f"{n_groups} question groups of K rows post-processed, 0 groups" in proc.stdout
+    expected, _ = postprocess(logits, rows["Question"].to_numpy(), "assignment", None)
+    np.testing.assert_allclose(pd.read_csv(out).iloc[:, 1:].to_numpy(), expected, atol=2e-5)
+    assert f"log loss {result['best_log_loss_assignment']:.4f} (assignment" in proc.stdout
+
+    proc = _infer(
+        f"run_dir={trained}",
+        f"data.test_path={test_path}",
+        f"output={out}",
+        "postprocess=temperature+assignment",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calibration = json.loads((trained / "calibration.json").read_text())
+    assert calibration["temperature"] == result["temperature"] > 0
+    expected, _ = postprocess(
+        logits, rows["Question"].to_numpy(), "temperature+assignment", calibration["temperature"]
+    )
+    np.testing.assert_allclose(pd.read_csv(out).iloc[:, 1:].to_numpy(), expected, atol=2e-5)
 
 
 def test_submission_without_ids_or_labels(trained, tmp_path):
@@ -112,6 +140,15 @@ def test_final_model_trains_on_every_row(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "completed" and result["validated"] is False
+    assert not (tmp_path / "calibration.json").exists()  # no validation fold, no temperature
+    toy = tmp_path / "toy.csv"
+    make_toy_frame(3, seed=2).to_csv(toy, index=False)
+    proc = _infer(f"run_dir={tmp_path}", f"data.test_path={toy}", "postprocess=temperature")
+    assert proc.returncode == 2 and "postprocess=assignment or none" in " ".join(
+        proc.stderr.split()
+    )
+    proc = _infer(f"run_dir={tmp_path}", f"data.test_path={toy}")  # the default works
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert result["train_rows"] == 7 * compose_cfg("debug=smoke").data.n_questions
     assert (tmp_path / "adapter/adapter_model.safetensors").exists()
     assert not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text()

@@ -19,8 +19,9 @@ def _user_error(proc, *needles):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert proc.stderr.count("error:") == 1, proc.stderr
+    message = " ".join(proc.stderr.split())  # the paragraph is wrapped at 100 columns
     for needle in needles:
-        assert needle in proc.stderr, (needle, proc.stderr)
+        assert needle in message, (needle, proc.stderr)
 
 
 def test_overrides_reach_config_adapter_and_run_directory(tmp_path):
@@ -51,6 +52,18 @@ def test_overrides_reach_config_adapter_and_run_directory(tmp_path):
     assert result["status"] == "completed"
     assert result["objective"] == best["eval_log_loss"] and result["best_step"] == best["step"]
     assert result["evals_done"] == result["planned_evals"] == 2
+    # post-processed variants of every evaluation, and what inference needs to repeat them
+    for r in records:
+        assert r["objective"] == r["eval_log_loss"]  # objective=raw, the default
+        assert {
+            "eval_log_loss_temperature",
+            "eval_log_loss_assignment",
+            "eval_log_loss_temperature_assignment",
+            "eval_temperature",
+        } <= r.keys()
+    assert result["best_log_loss_assignment"] == best["eval_log_loss_assignment"]
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    assert calibration["temperature"] == best["eval_temperature"]
     assert result["wall_time_s"] > 0 and result["train_tokens_per_s"] > 0
 
 
@@ -98,6 +111,7 @@ def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
         ),
         (["lora.r=0"], ["lora.r=0"]),
         (["train.lr=1e8", "train.max_grad_norm=0"], ["diverged", "train.lr"]),
+        (["objective=brier"], ["objective='brier'", "temperature+assignment"]),
     ],
 )
 def test_bad_settings_exit_with_one_clear_message(tmp_path, args, needles):
@@ -114,3 +128,17 @@ def test_bad_csv_exits_with_message_naming_file_and_column(tmp_path):
     )
     failed = json.loads((tmp_path / "r/result.json").read_text())
     assert failed["status"] == "failed" and "Response" in failed["error"]
+
+
+def test_objective_can_be_the_post_processed_log_loss(tmp_path):
+    _ok(
+        run_cli(
+            "debug=smoke", "train.epochs=2", "objective=assignment", f"hydra.run.dir={tmp_path}"
+        )
+    )
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    result = json.loads((tmp_path / "result.json").read_text())
+    best = min(records, key=lambda r: r["eval_log_loss_assignment"])
+    assert all(r["objective"] == r["eval_log_loss_assignment"] for r in records)
+    assert result["objective"] == best["eval_log_loss_assignment"]
+    assert result["objective_name"] == "assignment" and result["best_step"] == best["step"]

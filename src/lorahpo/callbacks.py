@@ -23,9 +23,12 @@ class EvalRecorder(TrainerCallback):
     A non-finite validation loss stops training at once: the run is failed, never scored.
     """
 
-    def __init__(self, path: Path, planned_evals: int, metrics_fn=None) -> None:
+    def __init__(
+        self, path: Path, planned_evals: int, metrics_fn=None, objective: str = "log_loss"
+    ) -> None:
         self.path = path
         self.planned_evals = planned_evals
+        self.objective_key = f"eval_{objective}"  # the metric the run (and a sweep) minimises
         self.metrics_fn = metrics_fn  # a MetricsWithLogits: its logits of the best evaluation
         self.best_logits = None
         self.records: list[dict[str, Any]] = []
@@ -46,6 +49,7 @@ class EvalRecorder(TrainerCallback):
             "eval": len(self.records) + 1,
             "step": state.global_step,
             "epoch": round(float(state.epoch or 0.0), 4),
+            "objective": metrics.get(self.objective_key),
             "eval_log_loss": metrics.get("eval_log_loss"),
             "eval_accuracy": metrics.get("eval_accuracy"),
             "train_loss": self.last_train_loss,
@@ -69,12 +73,12 @@ class EvalRecorder(TrainerCallback):
             record["eval_log_loss"],
             record["eval_accuracy"],
         )
-        if record["eval_log_loss"] is None or not math.isfinite(record["eval_log_loss"]):
+        if record["objective"] is None or not math.isfinite(record["objective"]):
             self.diverged = True
             control.should_training_stop = True
             return control
-        if self.metrics_fn is not None and record["eval_log_loss"] <= min(
-            r["eval_log_loss"] for r in self.records
+        if self.metrics_fn is not None and record["objective"] <= min(
+            r["objective"] for r in self.records
         ):
             self.best_logits = self.metrics_fn.logits
         report(record)

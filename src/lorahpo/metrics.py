@@ -22,16 +22,44 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
     }
 
 
-class MetricsWithLogits:
-    """`Trainer` `compute_metrics` hook that also keeps the last evaluation's logits, so the
-    best evaluation's predictions can be saved without another pass over the data."""
+OBJECTIVES = {  # objective=<name> -> the metric it minimises
+    "raw": "log_loss",
+    "temperature": "log_loss_temperature",
+    "assignment": "log_loss_assignment",
+    "temperature+assignment": "log_loss_temperature_assignment",
+}
 
-    def __init__(self) -> None:
+
+class MetricsWithLogits:
+    """`Trainer` `compute_metrics` hook: raw and post-processed log loss, and the logits of the
+    last evaluation (so the best one's can be saved without another pass over the data).
+
+    `groups` (the question of each validation row, in evaluation order) enables the
+    post-processed metrics; the temperature is fitted on the same evaluation's logits.
+    """
+
+    def __init__(self, groups=None) -> None:
+        self.groups = groups
         self.logits: np.ndarray | None = None
 
     def __call__(self, eval_pred) -> dict[str, float]:
+        from lorahpo import postprocess as pp
+
         logits = eval_pred.predictions
         if isinstance(logits, tuple):
             logits = logits[0]
         self.logits = np.asarray(logits, dtype=np.float64)
-        return classification_metrics(self.logits, eval_pred.label_ids)
+        labels = np.asarray(eval_pred.label_ids, dtype=np.int64)
+        metrics = classification_metrics(self.logits, labels)
+        if self.groups is None or not np.isfinite(self.logits).all():
+            return metrics
+        t = pp.fit_temperature(self.logits, labels)
+        for method in ("temperature", "assignment", "temperature+assignment"):
+            probs, counts = pp.postprocess(self.logits, self.groups, method, t)
+            metrics[OBJECTIVES[method]] = pp.log_loss(probs, labels)
+            if counts is not None:
+                metrics[OBJECTIVES[method].replace("log_loss", "accuracy")] = float(
+                    (probs.argmax(1) == labels).mean()
+                )
+        metrics["temperature"] = t
+        return metrics

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,15 @@ def resolve_model_path(
             "model.path=<folder>, or set model.allow_download=true to fetch from the hub."
         )
     return path
+
+
+def quiet_transformers() -> None:
+    """A quiet console: no per-load reports, weight-loading bars or deprecation chatter."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
 def check_hardware(hw: DictConfig) -> None:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from lorahpo import modeling
 from lorahpo.data import Columns, format_texts, read_csv
 from lorahpo.errors import UserError
-from lorahpo.metrics import classification_metrics, softmax
+from lorahpo.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def load_model(run: TrainedRun, hardware: DictConfig, merge: bool = False):
     """Tokenizer and base model + adapter, in eval mode, on the given hardware."""
     from peft import PeftModel
 
+    modeling.quiet_transformers()
     modeling.check_hardware(hardware)
     adapter = run.run_dir / "adapter"
     tokenizer = modeling.load_tokenizer(str(adapter), run.cfg.model)
@@ -144,6 +145,12 @@ def submission_frame(test: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
     return frame
 
 
+def run_temperature(run: TrainedRun) -> float | None:
+    """The temperature fitted at the run's best evaluation (None for runs without one)."""
+    path = run.run_dir / "calibration.json"
+    return json.loads(path.read_text()).get("temperature") if path.exists() else None
+
+
 def run_inference(
     run_dir: str,
     test_path: str,
@@ -152,11 +159,16 @@ def run_inference(
     batch_size: int,
     sort_by_length: bool,
     merge: bool,
+    postprocess: str = "none",
     progress: bool = True,
 ) -> dict:
     """The whole of `infer.py`: returns what it printed, for tests and callers."""
+    from lorahpo import postprocess as pp
+
     run = open_run(run_dir)
     test = read_test(test_path, run)
+    temperature = run_temperature(run)
+    pp.check_method(postprocess, temperature)  # before the model loads, not after
     hw = hardware if hardware is not None else run.cfg.hardware
     tokenizer, model = load_model(run, hw, merge)
     texts = format_texts(test, run.template)
@@ -165,15 +177,22 @@ def run_inference(
         model, tokenizer, texts, run.cfg.data.max_length, batch_size, sort_by_length, progress
     )
     seconds = time.time() - start
-    probs = softmax(logits)
+    groups = test[run.cfg.data.question_column].to_numpy()
+    probs, counts = pp.postprocess(logits, groups, postprocess, temperature)
     out_path = Path(output) if output else run.run_dir / "submission.csv"
     submission_frame(test, probs).to_csv(out_path, index=False)
     report = {
         "rows": len(test),
         "rows_per_s": len(test) / max(seconds, 1e-9),
         "output": str(out_path),
+        "postprocess": postprocess,
+        "temperature": temperature if "temperature" in postprocess else None,
+        "groups": str(counts) if counts is not None else None,
     }
     label = run.cfg.data.label_column
     if label in test.columns:
-        report.update(classification_metrics(logits, test[label].to_numpy()))
+        y = test[label].to_numpy()
+        report["log_loss"] = pp.log_loss(probs, y)
+        report["accuracy"] = float((probs.argmax(1) == y).mean())
+        report["raw_log_loss"] = classification_metrics(logits, y)["log_loss"]
     return report

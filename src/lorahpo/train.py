@@ -12,7 +12,6 @@ import os
 import shutil
 import time
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,11 @@ from omegaconf import DictConfig
 from lorahpo import data as data_lib
 from lorahpo import modeling
 from lorahpo.errors import UserError
+from lorahpo.metrics import OBJECTIVES
 
 log = logging.getLogger(__name__)
 VAL_PREDICTIONS = "val_predictions.csv"
+CALIBRATION = "calibration.json"
 
 
 class TrainingDiverged(UserError):
@@ -80,17 +81,13 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    import transformers
     from transformers import DataCollatorWithPadding, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from lorahpo.callbacks import EvalRecorder, QuietProgress
     from lorahpo.metrics import MetricsWithLogits
 
-    # quiet console: no per-run load reports, weight-loading bars or deprecation chatter
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    modeling.quiet_transformers()
     modeling.check_hardware(cfg.hardware)
     set_seed(cfg.seed)
     num_labels = int(cfg.data.num_labels)
@@ -127,6 +124,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     val_order = sorted(range(len(val_ds)), key=val_lengths.__getitem__)
     val_ds = val_ds.select(val_order)
     val_rows = val_idx[val_order]  # row of the data frame behind each evaluation row
+    if cfg.objective not in OBJECTIVES:
+        raise UserError(
+            f"objective={cfg.objective!r} is not known; use one of {', '.join(OBJECTIVES)}."
+        )
     model = modeling.load_base_model(
         path, cfg.model, cfg.hardware, num_labels, tokenizer.pad_token_id
     )
@@ -143,13 +144,14 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     # training
     plan = training_plan(len(train_ds), cfg.train, validate)
-    metrics_fn = MetricsWithLogits()
-    recorder = EvalRecorder(run_dir / "metrics.jsonl", plan["planned_evals"], metrics_fn)
+    metrics_fn = MetricsWithLogits(frame[cfg.data.question_column].to_numpy()[val_rows])
+    objective = OBJECTIVES[cfg.objective]
+    recorder = EvalRecorder(run_dir / "metrics.jsonl", plan["planned_evals"], metrics_fn, objective)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     ckpt_dir = run_dir / "checkpoints"
     trainer = _trainer_class()(
         model=model,
-        args=training_arguments(cfg, ckpt_dir, plan["eval_steps"], validate),
+        args=training_arguments(cfg, ckpt_dir, plan["eval_steps"], validate, objective),
         train_dataset=train_ds,
         eval_dataset=val_ds if validate else None,
         data_collator=DataCollatorWithPadding(
@@ -179,12 +181,14 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     train_time = max(output.metrics["train_runtime"] - eval_time, 1e-9)
     train_tokens = sum(len(x) for x in train_ds["input_ids"]) * cfg.train.epochs
     if validate:
-        best = min(recorder.records, key=lambda r: r["eval_log_loss"])
+        best = min(recorder.records, key=lambda r: r["objective"])
+        _write_calibration(run_dir / CALIBRATION, best)
         _write_predictions(
             run_dir / VAL_PREDICTIONS, frame, val_rows, recorder.best_logits, cfg.data
         )
     else:
         best = {
+            "objective": None,
             "eval_log_loss": None,
             "step": output.global_step,
             "epoch": cfg.train.epochs,
@@ -192,7 +196,11 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         }
     return {
         "status": "completed",
-        "objective": best["eval_log_loss"],
+        "objective": best["objective"],
+        "objective_name": cfg.objective,
+        "best_log_loss_raw": best["eval_log_loss"],
+        **{f"best_{k}": best.get(f"eval_{k}") for k in list(OBJECTIVES.values())[1:]},
+        "temperature": best.get("eval_temperature"),
         "validated": validate,
         "train_rows": len(train_ds),
         "best_step": best["step"],
@@ -209,6 +217,19 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "total_params": total,
         "model_path": path,
     }
+
+
+def _write_calibration(path: Path, best: dict[str, Any]) -> None:
+    """What inference needs to post-process like the best evaluation did."""
+    _write_json(
+        path,
+        {
+            "temperature": best.get("eval_temperature"),
+            "fitted_on": "the validation fold's logits at the best evaluation",
+            "val_log_loss": {m: best.get(f"eval_{k}") for m, k in OBJECTIVES.items()},
+            "step": best["step"],
+        },
+    )
 
 
 def _write_predictions(path: Path, frame, rows, logits, data_cfg: DictConfig) -> None:
@@ -256,7 +277,13 @@ def training_plan(n_train: int, train_cfg: DictConfig, validate: bool = True) ->
     }
 
 
-def training_arguments(cfg: DictConfig, output_dir: Path, eval_steps: int, validate: bool = True):
+def training_arguments(
+    cfg: DictConfig,
+    output_dir: Path,
+    eval_steps: int,
+    validate: bool = True,
+    objective: str = "log_loss",
+):
     """HF `TrainingArguments` from the `train` and `hardware` config groups."""
     from transformers import TrainingArguments
 
@@ -282,7 +309,7 @@ def training_arguments(cfg: DictConfig, output_dir: Path, eval_steps: int, valid
         save_strategy="best" if validate else "no",
         save_total_limit=1,
         save_only_model=True,
-        metric_for_best_model="log_loss" if validate else None,
+        metric_for_best_model=objective if validate else None,
         greater_is_better=False,
         load_best_model_at_end=validate,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",

@@ -111,9 +111,9 @@ def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
         else:
             status = "interrupted"
         losses = [
-            m["eval_log_loss"]
+            m["objective"]
             for m in metrics
-            if m.get("eval_log_loss") is not None and math.isfinite(m["eval_log_loss"])
+            if m.get("objective") is not None and math.isfinite(m["objective"])
         ]
         objective = (
             result.get("objective")

@@ -87,7 +87,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     def forward(record: dict[str, Any]) -> None:
         nonlocal best
-        best = min(best, record["eval_log_loss"])
+        best = min(best, record["objective"])
         tune.report(
             {
                 "objective": best,

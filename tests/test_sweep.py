@@ -159,10 +159,7 @@ def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
-    args = [
-        sys.executable,
-        "train.py",
-        "-m",
+    sweep = [
         *SMOKE,
         "search=random",
         "search.n_trials=5",
@@ -170,6 +167,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
         "train.epochs=2",
         f"hydra.sweep.dir={tmp_path}",
     ]
+    args = [sys.executable, "train.py", "-m", *sweep]
     proc = subprocess.Popen(
         args,
         cwd=ROOT,
@@ -190,16 +188,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     assert 1 <= len(done) < 5
     mtimes = {n: (tmp_path / str(n) / "result.json").stat().st_mtime_ns for n in done["number"]}
 
-    resumed = run_cli(
-        "-m",
-        *SMOKE,
-        "search=random",
-        "search.n_trials=5",
-        "scheduler=fifo",
-        "train.epochs=2",
-        f"hydra.sweep.dir={tmp_path}",
-        "hydra.sweeper.resume=true",
-    )
+    resumed = run_cli("-m", *sweep, "hydra.sweeper.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = pd.read_csv(tmp_path / "trials.csv")
     assert list(final["number"]) == [0, 1, 2, 3, 4]
@@ -213,6 +202,17 @@ def test_a_second_sweep_into_the_same_directory_must_say_resume(tmp_path):
     _sweep(tmp_path, "search=random", "search.n_trials=1", "scheduler=fifo")
     proc, _ = _sweep(tmp_path, "search=random", "search.n_trials=1", "scheduler=fifo", ok=False)
     assert proc.returncode == 2 and "hydra.sweeper.resume=true" in proc.stderr
+    proc, _ = _sweep(
+        tmp_path,
+        "search=random",
+        "search.n_trials=2",
+        "scheduler=fifo",
+        "hydra.sweeper.resume=true",
+        ok=False,
+    )
+    assert proc.returncode == 2 and "cannot continue to search.n_trials=2" in " ".join(
+        proc.stderr.split()
+    )
 
 
 def _free_port() -> int:

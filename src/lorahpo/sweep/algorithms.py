@@ -36,9 +36,12 @@ def tune_domain(p: Param, grid: bool = False):
     return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
 
 
-def make_searcher(search: DictConfig, space: dict[str, Param]) -> tuple[Any, dict[str, Any]]:
-    """(search algorithm, Ray Tune param_space) for `search.algorithm`. Every searcher gets
-    the space as Tune domains through `param_space`; Tune converts it for the library."""
+def make_searcher(
+    search: DictConfig, space: dict[str, Param], concurrency: int = 1, out_dir=None
+) -> tuple[Any, dict[str, Any]]:
+    """(search algorithm, Ray Tune param_space) for `search.algorithm`. Ray Tune's own
+    searchers get the space as Tune domains through `param_space` (Tune converts it for the
+    library); OpenBox gets it in its own types."""
     from ray.tune.search import BasicVariantGenerator
 
     algorithm, seed = search.algorithm, search.get("seed")
@@ -59,6 +62,10 @@ def make_searcher(search: DictConfig, space: dict[str, Param]) -> tuple[Any, dic
                 seed=seed, n_startup_trials=n_initial, warn_independent_sampling=False
             )
         return OptunaSearch(metric=METRIC, mode=MODE, sampler=sampler), domains
+    if algorithm == "gp":
+        from lorahpo.sweep.openbox_search import OpenBoxSearch
+
+        return OpenBoxSearch(space, METRIC, MODE, seed, n_initial, concurrency, out_dir), {}
     if algorithm == "hyperopt":
         from ray.tune.search.hyperopt import HyperOptSearch
 
@@ -67,7 +74,7 @@ def make_searcher(search: DictConfig, space: dict[str, Param]) -> tuple[Any, dic
         ), domains
     raise UserError(
         f"search.algorithm={algorithm!r} is not known; use search=random, grid, "
-        "tpe, hyperopt or cmaes."
+        "tpe, hyperopt, cmaes or gp."
     )
 
 

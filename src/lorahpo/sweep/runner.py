@@ -135,7 +135,9 @@ def run_sweep(
             f"{str(e).strip().splitlines()[0]}"
         ) from None
     max_evals = planned_evals_upper_bound(config, space, fixed, load)
-    searcher, param_space = algorithms.make_searcher(config.search, space)
+    searcher, param_space = algorithms.make_searcher(
+        config.search, space, config.hardware.concurrency, sweep_dir
+    )
     scheduler = algorithms.make_scheduler(config.scheduler, max_evals)
 
     tune_path = sweep_dir / TUNE_DIR
@@ -162,42 +164,63 @@ def run_sweep(
         {"cpu": hw.cpus_per_trial, "gpu": hw.gpus_per_trial},
     )
     grid = config.search.algorithm == "grid"
-    n_trials = 1 if grid else int(config.search.n_trials)
-    size = math.prod(len(p.values) for p in space.values()) if grid else n_trials
+    size = math.prod(len(p.values) for p in space.values()) if grid else config.search.n_trials
     print(
         f"[sweep] {config.search.algorithm} x {config.scheduler.name}: "
         f"{size} trials, {hw.concurrency} at once, "
         f"up to {max_evals} evaluations each -> {sweep_dir}",
         flush=True,
     )
-    if resume and tune.Tuner.can_restore(str(tune_path)):
-        tuner = tune.Tuner.restore(
-            str(tune_path),
-            trainable,
-            resume_unfinished=True,
-            resume_errored=False,
-            restart_errored=False,
-        )
-    else:
-        tuner = tune.Tuner(
+
+    def new_tuner(name: str, num_samples: int):
+        return tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=scheduler,
-                num_samples=n_trials,
+                num_samples=num_samples,
                 max_concurrent_trials=hw.concurrency,
                 reuse_actors=True,
                 trial_dirname_creator=lambda trial: trial.trial_id,  # short folder names
             ),
             run_config=tune.RunConfig(
-                name=TUNE_DIR,
+                name=name,
                 storage_path=str(sweep_dir),
-                callbacks=[TrialEvents(sweep_dir, None if grid else n_trials)],
+                callbacks=[TrialEvents(sweep_dir, None if grid else size)],
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
                 verbose=0,
             ),
         )
+
+    stages = sorted(sweep_dir.glob(f"{TUNE_DIR}*"), key=lambda p: p.stat().st_mtime)
+    if resume and stages and tune.Tuner.can_restore(str(stages[-1])):
+        # finish what the interrupted run had planned (finished trials are kept)
+        _fit(
+            tune.Tuner.restore(
+                str(stages[-1]),
+                trainable,
+                resume_unfinished=True,
+                resume_errored=False,
+                restart_errored=False,
+            )
+        )
+    done = len(summary.read_trial_numbers(sweep_dir))
+    interrupted = (summary.collect_trials(sweep_dir, [])["status"] == "interrupted").any()
+    if done < size and not interrupted:
+        if done and not getattr(searcher, "warm_starts", False):
+            raise UserError(
+                f"{sweep_dir} holds {done} trials; search={config.search.algorithm} cannot "
+                f"continue to search.n_trials={size} from them (search=gp can). Resume with "
+                f"search.n_trials={done}, or start a new hydra.sweep.dir."
+            )
+        # a new sweep, or more trials for one whose search continues from its history
+        # (a grid is one pass over every combination: num_samples 1)
+        _fit(new_tuner(TUNE_DIR if not done else f"{TUNE_DIR}-{done}", 1 if grid else size - done))
+    return _finish(sweep_dir, list(space), size)
+
+
+def _fit(tuner) -> None:
     previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     # a failed trial's traceback is in its error.txt; progress lines name the file
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
@@ -206,7 +229,6 @@ def run_sweep(
         tuner.fit()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return _finish(sweep_dir, list(space), size)
 
 
 def _finish(sweep_dir: Path, param_keys: list[str], planned: int) -> float:

@@ -85,9 +85,14 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_trial_numbers(sweep_dir: Path) -> dict[str, int]:
+    """Ray trial id -> trial number, for every trial the sweep has started."""
+    return _read_json(sweep_dir / NUMBERS_FILE) or {}
+
+
 def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
     """One row per trial, numbered 0..N-1, whatever state each trial ended in."""
-    numbers = _read_json(sweep_dir / NUMBERS_FILE) or {}
+    numbers = read_trial_numbers(sweep_dir)
     events: dict[str, dict[str, Any]] = {}
     for e in _read_jsonl(sweep_dir / EVENTS_FILE):
         trial = events.setdefault(e["trial_id"], {})

@@ -98,6 +98,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             }
         )
 
+    if _replay_finished(Path(spec.sweep_dir) / str(num), forward):
+        return None
     try:
         with listening(forward):
             ret = run_job(
@@ -112,6 +114,21 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     if ret.status == JobStatus.FAILED:
         raise ret._return_value  # Ray records the trial as errored; the searcher sees no value
     return None  # the last report stands (returning a value would count as an evaluation)
+
+
+def _replay_finished(run_dir: Path, forward) -> bool:
+    """A trial that completed just as the sweep was interrupted, before Ray recorded it, is
+    not run again on resume: its evaluations are reported from its run directory instead."""
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if result.get("status") != "completed":
+        return False
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        if line.strip():
+            forward(json.loads(line))
+    return True
 
 
 def _free_memory() -> None:

@@ -104,10 +104,12 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     else:
         train_idx, val_idx = np.arange(len(frame)), np.arange(0)
 
-    # model: weights -> tokenizer -> base model (per hardware) -> LoRA
+    # model: weights -> tokenizer -> base model (per hardware) -> LoRA. The tiny model's
+    # tokenizer is fitted on every row's text (no labels), so that each fold, and the final
+    # model trained on all rows, share one base model, as they would share an 8B one
     path = modeling.resolve_model_path(
         cfg.model,
-        [texts[i] for i in train_idx],
+        texts,
         num_labels,
         cfg.model.get("seed", 0),
         cfg.paths.cache_dir,

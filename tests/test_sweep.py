@@ -311,3 +311,24 @@ def test_best_trial_retrains_with_one_command(tmp_path):
     assert cfg["lora"]["r"] == best["lora.r"]
     assert cfg["train"]["lr_scheduler"] == best["train.lr_scheduler"]
     assert json.loads((run_dir / "result.json").read_text())["validated"] is False
+
+
+def test_a_replayed_trial_keeps_its_first_start(tmp_path):
+    """A trial that finished as the sweep was stopped is replayed, not rerun, on resume:
+    the table keeps the start of the attempt that did the work."""
+    from lorahpo.sweep.summary import collect_trials
+    from lorahpo.sweep.trial import EVENTS_FILE, NUMBERS_FILE
+
+    (tmp_path / NUMBERS_FILE).write_text(json.dumps({"a": 0}))
+    events = [("start", 100.0), ("start", 200.0), ("replayed", 201.0), ("complete", 202.0)]
+    (tmp_path / EVENTS_FILE).write_text(
+        "".join(
+            json.dumps({"trial_id": "a", "event": e, "time": t, "params": {"lora.r": 8}}) + "\n"
+            for e, t in events
+        )
+    )
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0/result.json").write_text(json.dumps({"status": "completed", "objective": 1.0}))
+    row = collect_trials(tmp_path, ["lora.r"]).iloc[0]
+    assert row["started_at"] == pd.Timestamp(100.0, unit="s").isoformat(timespec="milliseconds")
+    assert (row["status"], row["lora.r"], row["duration_s"]) == ("completed", 8, 102.0)

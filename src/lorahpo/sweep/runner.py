@@ -22,7 +22,7 @@ from ray.tune import Callback
 from lorahpo.errors import UserError
 from lorahpo.sweep import algorithms, summary
 from lorahpo.sweep.space import Param, build_space, trial_overrides
-from lorahpo.sweep.trial import TrialSpec, run_trial
+from lorahpo.sweep.trial import TrialSpec, record_event, run_trial
 
 log = logging.getLogger(__name__)
 TUNE_DIR = ".tune"  # Ray Tune's own experiment state, inside the sweep directory
@@ -66,14 +66,14 @@ class TrialEvents(Callback):
         self.sweep_dir, self.n_trials = sweep_dir, n_trials
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        summary.record_event(self.sweep_dir, trial.trial_id, "start", params=_plain(trial.config))
+        record_event(self.sweep_dir, trial.trial_id, "start", params=_plain(trial.config))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        summary.record_event(self.sweep_dir, trial.trial_id, "complete")
+        record_event(self.sweep_dir, trial.trial_id, "complete")
         self._progress(trials, trial, failed=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        summary.record_event(self.sweep_dir, trial.trial_id, "error")
+        record_event(self.sweep_dir, trial.trial_id, "error")
         self._progress(trials, trial, failed=True)
 
     def _progress(self, trials, trial, failed: bool) -> None:

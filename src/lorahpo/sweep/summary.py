@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from lorahpo.sweep.trial import NUMBERS_FILE
+from lorahpo.sweep.trial import EVENTS_FILE, NUMBERS_FILE
 
-EVENTS_FILE = "trial_events.jsonl"
 BEST_EXPERIMENT = "best_experiment.yaml"
 STATUSES = ("completed", "stopped", "failed", "interrupted")
-
-
-def record_event(sweep_dir: Path, trial_id: str, event: str, **fields: Any) -> None:
-    """Append one trial event (start / complete / error) with the wall-clock time."""
-    with (sweep_dir / EVENTS_FILE).open("a") as f:
-        f.write(
-            json.dumps({"trial_id": trial_id, "event": event, "time": time.time(), **fields}) + "\n"
-        )
 
 
 def progress_line(sweep_dir: Path, trial_id: str, failed: bool, last: dict[str, Any]) -> str:
@@ -96,8 +86,14 @@ def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
     events: dict[str, dict[str, Any]] = {}
     for e in _read_jsonl(sweep_dir / EVENTS_FILE):
         trial = events.setdefault(e["trial_id"], {})
-        if e["event"] == "start":  # a restarted trial starts afresh
+        if e["event"] == "start":  # a restarted trial starts afresh...
+            first = trial.get("start")
             trial.clear()
+            if first is not None:
+                trial["first_start"] = first
+        if e["event"] == "replayed" and "first_start" in trial:
+            # ...unless it had finished and was only replayed: it ran in the first attempt
+            trial["start"] = {**trial["first_start"], "params": trial["start"]["params"]}
         trial[e["event"]] = e
     param_keys = list(param_keys)
     rows = []

@@ -11,6 +11,7 @@ import fcntl
 import gc
 import json
 import os
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from lorahpo.report import listening
 from lorahpo.sweep.space import trial_overrides
 
 NUMBERS_FILE = "trial_numbers.json"
+EVENTS_FILE = "trial_events.jsonl"
 
 
 def claim_number(sweep_dir: Path, trial_id: str) -> int:
@@ -99,6 +101,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         )
 
     if _replay_finished(Path(spec.sweep_dir) / str(num), forward):
+        record_event(Path(spec.sweep_dir), trial_id, "replayed")
         return None
     try:
         with listening(forward):
@@ -114,6 +117,14 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     if ret.status == JobStatus.FAILED:
         raise ret._return_value  # Ray records the trial as errored; the searcher sees no value
     return None  # the last report stands (returning a value would count as an evaluation)
+
+
+def record_event(sweep_dir: Path, trial_id: str, event: str, **fields: Any) -> None:
+    """Append one trial event (start / complete / error / replayed) with the wall time."""
+    with (sweep_dir / EVENTS_FILE).open("a") as f:
+        f.write(
+            json.dumps({"trial_id": trial_id, "event": event, "time": time.time(), **fields}) + "\n"
+        )
 
 
 def _replay_finished(run_dir: Path, forward) -> bool:

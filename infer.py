@@ -9,19 +9,9 @@ from lorahpo.errors import exit_on_user_error
 @hydra.main(version_base="1.3", config_path="conf", config_name="infer")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from lorahpo.predict import run_inference
+    from lorahpo.predict import InferRequest, run_inference
 
-    report = run_inference(
-        cfg.run_dir,
-        cfg.data.test_path,
-        cfg.output,
-        cfg.get("hardware"),
-        cfg.batch_size,
-        cfg.sort_by_length,
-        cfg.merge_adapter,
-        postprocess=cfg.postprocess,
-        progress=cfg.progress_bar,
-    )
+    report = run_inference(InferRequest.from_config(cfg))
     print(f"{report['rows']} rows, {report['rows_per_s']:.1f} rows/s -> {report['output']}")
     if report["groups"]:
         print(report["groups"])

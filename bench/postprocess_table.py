@@ -25,9 +25,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1, help="data seed of the test questions")
     a = ap.parse_args()
 
-    from lorahpo import postprocess as pp
-    from lorahpo.data import format_texts
-    from lorahpo.predict import load_model, open_run, predict_logits, run_temperature
+    from lorahpo import scoring
+    from lorahpo.data import format_texts, template_for
+    from lorahpo.predict import load_model, open_run, predict_logits
     from lorahpo.toy import make_toy_frame
 
     run_dir = a.run_dir
@@ -40,13 +40,13 @@ def main() -> None:
             capture_output=True,
         )
     run = open_run(run_dir)
-    temperature = run_temperature(run)
+    temperature = run.temperature
     tokenizer, model = load_model(run, run.cfg.hardware)
     test = make_toy_frame(a.questions, seed=a.seed)
     logits = predict_logits(
         model,
         tokenizer,
-        format_texts(test, run.template),
+        format_texts(test, template_for(run.cfg)),
         run.cfg.data.max_length,
         32,
         progress=False,
@@ -57,10 +57,10 @@ def main() -> None:
         f"temperature {temperature:.3f} (fitted on the run's validation fold)"
     )
     print(f"{'postprocess':26s} {'log loss':>9s} {'accuracy':>9s}")
-    for method in pp.METHODS:
-        probs, counts = pp.postprocess(logits, groups, method, temperature)
-        accuracy = (probs.argmax(1) == labels).mean()
-        print(f"{method:26s} {pp.log_loss(probs, labels):9.4f} {accuracy:9.4f}")
+    for method in scoring.METHODS:
+        probs, counts = scoring.probabilities(logits, groups, method, temperature)
+        accuracy = scoring.accuracy(probs, labels)
+        print(f"{method:26s} {scoring.log_loss(probs, labels):9.4f} {accuracy:9.4f}")
     print(counts)
 
 

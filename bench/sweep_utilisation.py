@@ -14,7 +14,6 @@ hydra-ray-launcher (all jobs queued as Ray tasks at once). Prints, for each:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+from lorahpo.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,14 +43,15 @@ def _run(args: list[str]) -> tuple[float, float]:
 
 def _jobs(sweep_dir: Path) -> pd.DataFrame:
     rows = []
-    for run_dir in sorted(p for p in sweep_dir.iterdir() if p.name.isdigit()):
-        metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for path in sorted(p for p in sweep_dir.iterdir() if p.name.isdigit()):
+        rd = RunDir(path)
+        metrics = rd.read_metrics()
         rows.append(
             {
-                "job_start": (run_dir / ".hydra/config.yaml").stat().st_mtime,
-                "train_start": metrics[0]["train_started_at"],
-                "train_end": metrics[-1]["time"],
-                "job_end": (run_dir / "result.json").stat().st_mtime,
+                "job_start": (path / ".hydra/config.yaml").stat().st_mtime,
+                "train_start": metrics[0].train_started_at,
+                "train_end": metrics[-1].time,
+                "job_end": rd.result_path.stat().st_mtime,
             }
         )
     return pd.DataFrame(rows).sort_values("job_start").reset_index(drop=True)

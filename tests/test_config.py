@@ -13,7 +13,14 @@ GROUPS = {
 
 def test_groups_have_the_documented_options():
     assert GROUPS["data"] == ["csv", "toy"]
-    assert GROUPS["model"] == ["deepseek_r1_8b", "minilm", "mistral_7b", "tiny"]
+    assert GROUPS["model"] == [
+        "deepseek",
+        "deepseek_r1_8b",
+        "minilm",
+        "mistral",
+        "mistral_7b",
+        "tiny",
+    ]
     assert GROUPS["hardware"] == ["4xa800", "cpu", "gpu"]
 
 

@@ -11,10 +11,10 @@ from lorahpo.postprocess import (
     apply_assignment,
     assignment_posterior,
     fit_temperature,
-    log_loss,
-    postprocess,
     sinkhorn,
 )
+from lorahpo.scoring import log_loss
+from lorahpo.scoring import probabilities as postprocess
 
 
 def _brute_force(p: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ def _check_run_dirs(sweep_dir, trials, params):
         assert not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "search,scheduler",
     [
@@ -59,7 +60,11 @@ def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
     extra = (
         ["'lora.r=choice(8)'", "'train.lr_scheduler=choice(cosine)'"]
         if search == "grid"
-        else ["search.n_trials=3", "'train.lr=tag(log,interval(3e-4,5e-3))'"]
+        else [
+            "search.n_trials=3",
+            "'train.lr=tag(log,interval(3e-4,5e-3))'",
+            "'lora.r=choice(8,16)'",
+        ]
     )
     proc, trials = _sweep(
         tmp_path, f"search={search}", f"scheduler={scheduler}", *[e.strip("'") for e in extra]
@@ -77,8 +82,17 @@ def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
     assert (tmp_path / "params_vs_objective.png").stat().st_size > 1000
     assert f"best: trial {int(best_row['number'])}" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+    if search != "grid":  # the first trial is the default run (start point), for every searcher
+        first = trials.loc[0]
+        assert first["train.lr"] == pytest.approx(1e-3) and first["lora.r"] == 16
+        assert first["train.lr_scheduler"] == "cosine"
+        if first["status"] == "completed":
+            assert "best start point: trial 0" in proc.stdout
+    else:
+        assert "search=grid ignores search.start_points" in proc.stdout
 
 
+@pytest.mark.slow
 def test_asha_stops_trials_and_trains_fewer_steps_than_fifo(tmp_path):
     common = [
         "search=random",
@@ -98,6 +112,7 @@ def test_asha_stops_trials_and_trains_fewer_steps_than_fifo(tmp_path):
     assert list(asha["train.lr"]) == pytest.approx(list(fifo["train.lr"]))
 
 
+@pytest.mark.slow
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     proc, trials = _sweep(
         tmp_path,
@@ -114,6 +129,7 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert "lora.r=0" in proc.stdout  # the progress line says why
 
 
+@pytest.mark.slow
 def test_no_completed_trial_exits_non_zero_with_a_message(tmp_path):
     proc, trials = _sweep(
         tmp_path,
@@ -134,6 +150,7 @@ def test_bad_space_is_reported_before_any_trial(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
     _, trials = _sweep(
         tmp_path,
@@ -158,6 +175,7 @@ def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
         assert gap < 3.0, (i, gap)
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     sweep = [
         *SMOKE,
@@ -198,21 +216,23 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
         assert final.loc[n, "started_at"] == first.loc[n, "started_at"]
 
 
+@pytest.mark.slow
 def test_a_second_sweep_into_the_same_directory_must_say_resume(tmp_path):
-    _sweep(tmp_path, "search=random", "search.n_trials=1", "scheduler=fifo")
-    proc, _ = _sweep(tmp_path, "search=random", "search.n_trials=1", "scheduler=fifo", ok=False)
+    _sweep(tmp_path, "search=tpe", "search.n_trials=1", "scheduler=fifo")
+    proc, _ = _sweep(tmp_path, "search=tpe", "search.n_trials=1", "scheduler=fifo", ok=False)
     assert proc.returncode == 2 and "hydra.sweeper.resume=true" in proc.stderr
-    proc, _ = _sweep(
+    first = (tmp_path / "0" / "result.json").stat().st_mtime_ns
+    # resumed with a larger budget: one more trial, the searcher told the first one's result
+    proc, trials = _sweep(
         tmp_path,
-        "search=random",
+        "search=tpe",
         "search.n_trials=2",
         "scheduler=fifo",
         "hydra.sweeper.resume=true",
-        ok=False,
     )
-    assert proc.returncode == 2 and "cannot continue to search.n_trials=2" in " ".join(
-        proc.stderr.split()
-    )
+    assert "the searcher was told 1 earlier trial(s)" in proc.stdout
+    assert list(trials["number"]) == [0, 1] and (trials["status"] == "completed").all()
+    assert (tmp_path / "0" / "result.json").stat().st_mtime_ns == first  # not rerun
 
 
 def _free_port() -> int:
@@ -221,6 +241,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_sweep_on_an_existing_ray_cluster(tmp_path):
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
     port = _free_port()
@@ -258,6 +279,7 @@ def test_sweep_on_an_existing_ray_cluster(tmp_path):
         subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_plain_hydra_multirun_with_the_basic_sweeper(tmp_path):
     proc = run_cli(
         "-m", "hydra/sweeper=basic", "debug=smoke", "lora.r=4,8", f"hydra.sweep.dir={tmp_path}"
@@ -276,6 +298,7 @@ def test_plugin_is_discovered_by_hydra():
     assert "LorahpoSweeper" in names
 
 
+@pytest.mark.slow
 def test_plain_hydra_multirun_through_hydra_ray_launcher(tmp_path):
     proc = run_cli(
         "-m",
@@ -291,6 +314,7 @@ def test_plain_hydra_multirun_through_hydra_ray_launcher(tmp_path):
         assert json.loads((tmp_path / f"{n}/result.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_best_trial_retrains_with_one_command(tmp_path):
     sweep = tmp_path / "sweep"
     _, trials = _sweep(
@@ -316,7 +340,7 @@ def test_best_trial_retrains_with_one_command(tmp_path):
 def test_a_replayed_trial_keeps_its_first_start(tmp_path):
     """A trial that finished as the sweep was stopped is replayed, not rerun, on resume:
     the table keeps the start of the attempt that did the work."""
-    from lorahpo.sweep.summary import collect_trials
+    from lorahpo.sweep.table import collect_trials
     from lorahpo.sweep.trial import EVENTS_FILE, NUMBERS_FILE
 
     (tmp_path / NUMBERS_FILE).write_text(json.dumps({"a": 0}))

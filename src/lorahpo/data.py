@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from lorahpo.errors import UserError
+from lorahpo.errors import UserError, first_line
 from lorahpo.toy import make_toy_frame
 
 
@@ -23,6 +23,15 @@ class Columns:
     question: str = "Question"
     text: str = "Response"
     label: str = "target"
+
+    @classmethod
+    def from_config(cls, data_cfg: DictConfig) -> Columns:
+        return cls(data_cfg.question_column, data_cfg.text_column, data_cfg.label_column)
+
+
+def template_for(cfg: DictConfig) -> str:
+    """The text template: the model's own where it has one, else the data's."""
+    return cfg.model.get("template") or cfg.data.template
 
 
 def read_csv(path: str | Path, key: str, columns: Columns, num_labels: int | None) -> pd.DataFrame:
@@ -52,7 +61,7 @@ def read_csv(path: str | Path, key: str, columns: Columns, num_labels: int | Non
         frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(
-            f"{where}: could not be parsed as CSV ({_first_line(e)}). Check the "
+            f"{where}: could not be parsed as CSV ({first_line(e)}). Check the "
             "quoting and the number of fields on each line."
         ) from None
     required = [columns.question, columns.text] + ([columns.label] if num_labels else [])
@@ -80,10 +89,6 @@ def _undecodable(head: bytes) -> bool:
     return False
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
 def _labels(raw: pd.Series, where: str, num_labels: int) -> pd.Series:
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() | (values % 1 != 0) | (values < 0) | (values >= num_labels)
@@ -100,7 +105,7 @@ def _labels(raw: pd.Series, where: str, num_labels: int) -> pd.Series:
 
 def load_frame(cfg: DictConfig) -> pd.DataFrame:
     """The labelled rows named by the data config: generated (`toy`) or read (`csv`)."""
-    columns = Columns(cfg.question_column, cfg.text_column, cfg.label_column)
+    columns = Columns.from_config(cfg)
     if cfg.source == "toy":
         frame = make_toy_frame(cfg.n_questions, cfg.seed)
         return frame.rename(

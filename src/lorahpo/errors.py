@@ -17,6 +17,14 @@ class UserError(Exception):
     """Bad input or config: reported as one paragraph that says what to fix, no traceback."""
 
 
+def first_line(e: BaseException | str) -> str:
+    """The first line of an error's message (library errors can be pages long)."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__ if isinstance(e, BaseException) else ""
+    return text.splitlines()[0]
+
+
 def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
     """Turn a `UserError` into a one-paragraph message on stderr and exit status 2.
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lorahpo.errors import UserError
+from lorahpo.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,8 @@ def load_base_model(
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     except OSError as e:
-        first = str(e).splitlines()[0]
         raise UserError(
-            f"model.path={path}: could not load the model ({first}). Check that the "
+            f"model.path={path}: could not load the model ({first_line(e)}). Check that the "
             "folder holds a complete Hugging Face checkpoint."
         ) from None
     model.config.pad_token_id = pad_token_id
@@ -155,14 +154,19 @@ def load_base_model(
     return model
 
 
-def add_lora(model, lora_cfg: DictConfig):
-    """Wrap the base model with fresh LoRA adapters; the classification head is trained too."""
-    from peft import LoraConfig, TaskType, get_peft_model
-
+def check_lora_config(lora_cfg: DictConfig) -> None:
+    """Checks that need no model: fail before anything is loaded."""
     if not isinstance(lora_cfg.r, int) or lora_cfg.r <= 0:
         raise UserError(f"lora.r={lora_cfg.r}: the LoRA rank must be a positive integer.")
     if not 0 <= lora_cfg.dropout < 1:
         raise UserError(f"lora.dropout={lora_cfg.dropout}: must be in [0, 1).")
+
+
+def add_lora(model, lora_cfg: DictConfig):
+    """Wrap the base model with fresh LoRA adapters; the classification head is trained too."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    check_lora_config(lora_cfg)
     alpha = (
         lora_cfg.alpha if lora_cfg.get("alpha") is not None else (lora_cfg.r * lora_cfg.alpha_ratio)
     )
@@ -180,6 +184,6 @@ def add_lora(model, lora_cfg: DictConfig):
         if "not found in the base model" in str(e) or "Target modules" in str(e):
             raise UserError(
                 f"lora.target_modules={list(lora_cfg.target_modules)}: "
-                f"{str(e).splitlines()[0]} Name modules this model has."
+                f"{first_line(e)} Name modules this model has."
             ) from None
         raise

@@ -22,10 +22,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from lorahpo.errors import UserError
-
 EXACT_MAX_K = 8
-METHODS = ("none", "temperature", "assignment", "temperature+assignment")
 
 
 # --- temperature scaling -------------------------------------------------------------
@@ -125,33 +122,3 @@ def apply_assignment(probs: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray,
         out[rows] = assignment_posterior(probs[rows])
     skipped = sizes != k
     return out, GroupCounts(len(full), int(skipped.sum()), int(sizes[skipped].sum()))
-
-
-def check_method(method: str, temperature: float | None) -> None:
-    """A clear error for an unknown method, or a temperature method without a temperature."""
-    if method not in METHODS:
-        raise UserError(f"postprocess={method!r} is not known; use one of {', '.join(METHODS)}.")
-    if "temperature" in method and temperature is None:
-        raise UserError(
-            f"postprocess={method} needs the run's fitted temperature (calibration.json in "
-            "the run directory, written by training runs with a validation fold); use "
-            "postprocess=assignment or none for this run."
-        )
-
-
-def postprocess(
-    logits: np.ndarray, groups: np.ndarray | None, method: str, temperature: float | None
-) -> tuple[np.ndarray, GroupCounts | None]:
-    """Probabilities from logits by `method` (one of METHODS)."""
-    check_method(method, temperature)
-    t = temperature if "temperature" in method else 1.0
-    probs = np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / t, axis=1))
-    if "assignment" not in method:
-        return probs, None
-    return apply_assignment(probs, groups)
-
-
-def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Multi-class log loss of probabilities (clipped at 1e-15 like scikit-learn)."""
-    picked = np.asarray(probs)[np.arange(len(labels)), np.asarray(labels)]
-    return float(-np.log(np.clip(picked, 1e-15, None)).mean())

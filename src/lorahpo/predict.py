@@ -6,7 +6,6 @@ labels, model, hardware), `result.json` (the base model it trained on) and `adap
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -16,10 +15,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from lorahpo import modeling
-from lorahpo.data import Columns, format_texts, read_csv
+from lorahpo import modeling, scoring
+from lorahpo.data import Columns, format_texts, read_csv, template_for
 from lorahpo.errors import UserError
-from lorahpo.metrics import classification_metrics
+from lorahpo.rundir import RunDir, read_json
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 class TrainedRun:
     """What a run directory holds, checked."""
 
-    run_dir: Path
+    run_dir: RunDir
     cfg: DictConfig  # the run's own composed config
     base_path: str  # the base model it trained on
 
@@ -37,13 +36,15 @@ class TrainedRun:
         return int(self.cfg.data.num_labels)
 
     @property
-    def template(self) -> str:
-        return self.cfg.model.template or self.cfg.data.template
+    def temperature(self) -> float | None:
+        """The temperature fitted at the run's best evaluation (None for runs without one)."""
+        return self.run_dir.read_calibration().get("temperature")
 
 
 def open_run(run_dir: str | Path) -> TrainedRun:
     """Check the run directory has what inference needs; say what is missing otherwise."""
-    d = Path(run_dir).expanduser()
+    rd = RunDir(Path(run_dir).expanduser())
+    d = rd.path
     where = f"run_dir={run_dir}"
     if not (d / ".hydra/config.yaml").exists():
         raise UserError(
@@ -51,17 +52,16 @@ def open_run(run_dir: str | Path) -> TrainedRun:
             "run_dir at a folder written by `python train.py`, e.g. a trial "
             "folder <sweep_dir>/<n>."
         )
-    if not (d / "adapter/adapter_config.json").exists():
+    if not rd.has_adapter():
         raise UserError(
             f"{where}: the run has no adapter/ (it failed, was stopped early, or "
             "is still running; see its result.json). Use a completed run."
         )
     cfg = OmegaConf.load(d / ".hydra/config.yaml")
-    result = json.loads((d / "result.json").read_text()) if (d / "result.json").exists() else {}
-    base = (
-        result.get("model_path")
-        or json.loads((d / "adapter/adapter_config.json").read_text())["base_model_name_or_path"]
-    )
+    result = rd.read_result()
+    base = (result and result.model_path) or read_json(rd.adapter_path / "adapter_config.json")[
+        "base_model_name_or_path"
+    ]
     if (
         not base.startswith(modeling.PACKAGE_PREFIX)
         and not Path(base).exists()
@@ -72,7 +72,7 @@ def open_run(run_dir: str | Path) -> TrainedRun:
             "Restore it (for model=tiny: rerun the training command, which "
             "rebuilds it) or pass model.path=<folder of the same base model>."
         )
-    return TrainedRun(d, cfg, base)
+    return TrainedRun(rd, cfg, base)
 
 
 def load_model(run: TrainedRun, hardware: DictConfig, merge: bool = False):
@@ -81,7 +81,7 @@ def load_model(run: TrainedRun, hardware: DictConfig, merge: bool = False):
 
     modeling.quiet_transformers()
     modeling.check_hardware(hardware)
-    adapter = run.run_dir / "adapter"
+    adapter = run.run_dir.adapter_path
     tokenizer = modeling.load_tokenizer(str(adapter), run.cfg.model)
     base = modeling.load_base_model(
         run.base_path, run.cfg.model, hardware, run.num_labels, tokenizer.pad_token_id
@@ -98,8 +98,7 @@ def load_model(run: TrainedRun, hardware: DictConfig, merge: bool = False):
 
 def read_test(path: str, run: TrainedRun, key: str = "data.test_path") -> pd.DataFrame:
     """The test CSV; labels are optional (present: the run's label count is checked)."""
-    c = run.cfg.data
-    columns = Columns(c.question_column, c.text_column, c.label_column)
+    columns = Columns.from_config(run.cfg.data)
     head = read_csv(path, key, columns, num_labels=None)
     has_labels = columns.label in head.columns
     if has_labels:
@@ -145,54 +144,71 @@ def submission_frame(test: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def run_temperature(run: TrainedRun) -> float | None:
-    """The temperature fitted at the run's best evaluation (None for runs without one)."""
-    path = run.run_dir / "calibration.json"
-    return json.loads(path.read_text()).get("temperature") if path.exists() else None
+@dataclass
+class InferRequest:
+    """What `infer.py` is asked to do (the keys of conf/infer.yaml)."""
+
+    run_dir: str
+    test_path: str
+    output: str | None = None  # None: <run_dir>/submission.csv
+    hardware: DictConfig | None = None  # None: the run's own hardware settings
+    batch_size: int = 32
+    sort_by_length: bool = True
+    merge_adapter: bool = False
+    postprocess: str = "assignment"
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> InferRequest:
+        return cls(
+            run_dir=cfg.run_dir,
+            test_path=cfg.data.test_path,
+            output=cfg.output,
+            hardware=cfg.get("hardware"),
+            batch_size=cfg.batch_size,
+            sort_by_length=cfg.sort_by_length,
+            merge_adapter=cfg.merge_adapter,
+            postprocess=cfg.postprocess,
+            progress=cfg.progress_bar,
+        )
 
 
-def run_inference(
-    run_dir: str,
-    test_path: str,
-    output: str | None,
-    hardware: DictConfig | None,
-    batch_size: int,
-    sort_by_length: bool,
-    merge: bool,
-    postprocess: str = "none",
-    progress: bool = True,
-) -> dict:
+def run_inference(req: InferRequest) -> dict:
     """The whole of `infer.py`: returns what it printed, for tests and callers."""
-    from lorahpo import postprocess as pp
-
-    run = open_run(run_dir)
-    test = read_test(test_path, run)
-    temperature = run_temperature(run)
-    pp.check_method(postprocess, temperature)  # before the model loads, not after
-    hw = hardware if hardware is not None else run.cfg.hardware
-    tokenizer, model = load_model(run, hw, merge)
-    texts = format_texts(test, run.template)
+    run = open_run(req.run_dir)
+    test = read_test(req.test_path, run)
+    temperature = run.temperature
+    scoring.check_method(req.postprocess, temperature)  # before the model loads, not after
+    hw = req.hardware if req.hardware is not None else run.cfg.hardware
+    tokenizer, model = load_model(run, hw, req.merge_adapter)
+    texts = format_texts(test, template_for(run.cfg))
     start = time.time()
     logits = predict_logits(
-        model, tokenizer, texts, run.cfg.data.max_length, batch_size, sort_by_length, progress
+        model,
+        tokenizer,
+        texts,
+        run.cfg.data.max_length,
+        req.batch_size,
+        req.sort_by_length,
+        req.progress,
     )
     seconds = time.time() - start
     groups = test[run.cfg.data.question_column].to_numpy()
-    probs, counts = pp.postprocess(logits, groups, postprocess, temperature)
-    out_path = Path(output) if output else run.run_dir / "submission.csv"
+    probs, counts = scoring.probabilities(logits, groups, req.postprocess, temperature)
+    out_path = Path(req.output) if req.output else run.run_dir.path / "submission.csv"
     submission_frame(test, probs).to_csv(out_path, index=False)
     report = {
         "rows": len(test),
         "rows_per_s": len(test) / max(seconds, 1e-9),
         "output": str(out_path),
-        "postprocess": postprocess,
-        "temperature": temperature if "temperature" in postprocess else None,
+        "postprocess": req.postprocess,
+        "temperature": temperature if "temperature" in req.postprocess else None,
         "groups": str(counts) if counts is not None else None,
     }
     label = run.cfg.data.label_column
     if label in test.columns:
         y = test[label].to_numpy()
-        report["log_loss"] = pp.log_loss(probs, y)
-        report["accuracy"] = float((probs.argmax(1) == y).mean())
-        report["raw_log_loss"] = classification_metrics(logits, y)["log_loss"]
+        report["log_loss"] = scoring.log_loss(probs, y)
+        report["accuracy"] = scoring.accuracy(probs, y)
+        report["raw_log_loss"] = scoring.log_loss(scoring.softmax(logits), y)
     return report

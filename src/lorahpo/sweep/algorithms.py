@@ -15,6 +15,15 @@ from lorahpo.sweep.space import Param
 
 METRIC, MODE = "objective", "min"  # the best validation log loss so far in the trial
 TIME_ATTR = "training_iteration"  # = evaluations done
+PLANNED_ATTR = "planned_evals"  # reported with every evaluation: fewer done = stopped early
+
+
+def stopped_early(result: dict | None) -> bool:
+    """Whether a trial's last result is from before its last planned evaluation (the
+    scheduler stopped it): its objective is not a final result."""
+    if not result or result.get(PLANNED_ATTR) is None:
+        return False
+    return result.get(TIME_ATTR, 0) < result[PLANNED_ATTR]
 
 
 def tune_domain(p: Param, grid: bool = False):
@@ -37,40 +46,78 @@ def tune_domain(p: Param, grid: bool = False):
 
 
 def make_searcher(
-    search: DictConfig, space: dict[str, Param], concurrency: int = 1, out_dir=None
+    search: DictConfig,
+    space: dict[str, Param],
+    concurrency: int = 1,
+    out_dir=None,
+    start_points: list[dict[str, Any]] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(search algorithm, Ray Tune param_space) for `search.algorithm`. Ray Tune's own
     searchers get the space as Tune domains through `param_space` (Tune converts it for the
-    library); OpenBox gets it in its own types."""
+    library); OpenBox gets it in its own types.
+
+    `start_points` (full parameter sets) are evaluated first, and the searcher learns from
+    their results like from any other trial; a grid has no room for them.
+    """
+    import warnings
+
     from ray.tune.search import BasicVariantGenerator
 
     algorithm, seed = search.algorithm, search.get("seed")
     grid = algorithm == "grid"
     domains = {key: tune_domain(p, grid=grid) for key, p in space.items()}
-    if algorithm in ("random", "grid"):
+    points = [dict(p) for p in start_points or []] or None
+    if algorithm == "grid":  # every combination once: start points have no place
         return BasicVariantGenerator(random_state=seed), domains
+    if algorithm == "random":
+        return BasicVariantGenerator(random_state=seed, points_to_evaluate=points), domains
     n_initial = int(search.get("n_initial", 5))
     if algorithm in ("tpe", "cmaes"):
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
+
+        from lorahpo.sweep.optuna_search import StopAwareOptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         if algorithm == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_initial)
+            # constant_liar: trials still running count as bad results, so free slots are not
+            # all sent to the same promising point; multivariate: models the parameters jointly
+            sampler = optuna.samplers.TPESampler(
+                seed=seed,
+                n_startup_trials=n_initial,
+                constant_liar=bool(search.get("constant_liar", True)),
+                multivariate=bool(search.get("multivariate", True)),
+            )
         else:
             sampler = optuna.samplers.CmaEsSampler(
                 seed=seed, n_startup_trials=n_initial, warn_independent_sampling=False
             )
-        return OptunaSearch(metric=METRIC, mode=MODE, sampler=sampler), domains
+        # the space goes to the searcher itself (not to Tune), so that it can be told earlier
+        # results before the first trial (warm start)
+        searcher = StopAwareOptunaSearch(
+            space=StopAwareOptunaSearch.convert_search_space(domains),
+            metric=METRIC,
+            mode=MODE,
+            sampler=sampler,
+            points_to_evaluate=points,
+        )
+        return searcher, {}
     if algorithm == "gp":
         from lorahpo.sweep.openbox_search import OpenBoxSearch
 
-        return OpenBoxSearch(space, METRIC, MODE, seed, n_initial, concurrency, out_dir), {}
+        searcher = OpenBoxSearch(
+            space, METRIC, MODE, seed, n_initial, concurrency, out_dir, start_points=points
+        )
+        return searcher, {}
     if algorithm == "hyperopt":
         from ray.tune.search.hyperopt import HyperOptSearch
 
         return HyperOptSearch(
-            metric=METRIC, mode=MODE, n_initial_points=n_initial, random_state_seed=seed
+            metric=METRIC,
+            mode=MODE,
+            n_initial_points=n_initial,
+            random_state_seed=seed,
+            points_to_evaluate=points,
         ), domains
     raise UserError(
         f"search.algorithm={algorithm!r} is not known; use search=random, grid, "

@@ -19,7 +19,8 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from lorahpo.sweep.space import Param
+from lorahpo.sweep.algorithms import stopped_early
+from lorahpo.sweep.space import Param, plain
 
 HISTORY_FILE = "openbox_history.json"
 
@@ -61,6 +62,7 @@ class OpenBoxSearch(Searcher):
         n_initial: int,
         concurrency: int,
         out_dir: Path,
+        start_points: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         if mode != "min":
@@ -68,6 +70,7 @@ class OpenBoxSearch(Searcher):
         self.space, self.seed, self.n_initial = space, seed, n_initial
         self.concurrency, self.out_dir = concurrency, Path(out_dir)
         self.live: dict[str, Any] = {}  # trial id -> OpenBox configuration
+        self.start_points = list(start_points or [])  # proposed first, in this order
         self.advisor = self._new_advisor(self._saved_history())
 
     # more trials for a finished sweep: the GP starts from the sweep's own observations
@@ -119,9 +122,27 @@ class OpenBoxSearch(Searcher):
         return not config  # the space is OpenBox's own, given at construction
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        config = self.advisor.get_suggestion()  # the async advisor knows what is running
+        if self.start_points:
+            from ConfigSpace import Configuration
+
+            config = Configuration(self.advisor.config_space, values=self.start_points.pop(0))
+            if hasattr(self.advisor, "running_configs"):  # the async advisor: now running
+                self.advisor.running_configs.append(config)
+        else:
+            config = self.advisor.get_suggestion()  # the async advisor knows what is running
         self.live[trial_id] = config
-        return {key: _plain(config[key]) for key in self.space}
+        return {key: plain(config[key]) for key in self.space}
+
+    def add_evaluated_point(self, parameters: dict[str, Any], value: float, **_: Any) -> None:
+        """An earlier sweep's result (warm start): into the history the GP is fitted on."""
+        from ConfigSpace import Configuration
+        from openbox.utils.constants import SUCCESS
+        from openbox.utils.history import Observation
+
+        config = Configuration(self.advisor.config_space, values=parameters)
+        self.advisor.get_history().update_observation(
+            Observation(config, objectives=[float(value)], trial_state=SUCCESS)
+        )
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
@@ -131,6 +152,11 @@ class OpenBoxSearch(Searcher):
 
         config = self.live.pop(trial_id, None)
         if config is None:
+            return
+        if not error and stopped_early(result):
+            # a loss from part of the training is no final result: the GP is not fitted on it
+            if hasattr(self.advisor, "running_configs"):
+                self.advisor.running_configs.remove(config)
             return
         value = (result or {}).get(self.metric)
         failed = error or value is None or not math.isfinite(value)
@@ -149,6 +175,7 @@ class OpenBoxSearch(Searcher):
         state = {
             "history": history.read_text() if history.exists() else None,
             "live": {t: c.get_dictionary() for t, c in self.live.items()},
+            "start_points": self.start_points,
         }
         with open(checkpoint_path, "wb") as f:
             pickle.dump(state, f)
@@ -158,6 +185,7 @@ class OpenBoxSearch(Searcher):
 
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
+        self.start_points = state.get("start_points", [])
         if state["history"]:
             (self.out_dir / HISTORY_FILE).write_text(state["history"])
         self.advisor = self._new_advisor(self._saved_history())
@@ -165,7 +193,3 @@ class OpenBoxSearch(Searcher):
         self.live = {t: Configuration(cs, values=v) for t, v in state["live"].items()}
         if hasattr(self.advisor, "running_configs"):  # the async advisor: still running
             self.advisor.running_configs.extend(self.live.values())
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

@@ -19,24 +19,30 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from ray.tune import Callback
 
-from lorahpo.errors import UserError
-from lorahpo.sweep import algorithms, summary
-from lorahpo.sweep.space import Param, build_space, trial_overrides
+from lorahpo.errors import UserError, first_line
+from lorahpo.sweep import algorithms, table
+from lorahpo.sweep.space import (
+    Param,
+    build_space,
+    plain_params,
+    start_points,
+    trial_overrides,
+)
+from lorahpo.sweep.summary import summarize
 from lorahpo.sweep.trial import TrialSpec, record_event, run_trial
+from lorahpo.sweep.warm_start import evaluated_points, sweep_dirs, warm_start
 
 log = logging.getLogger(__name__)
 TUNE_DIR = ".tune"  # Ray Tune's own experiment state, inside the sweep directory
 BUDGET_KEYS = ("train.epochs", "train.batch_size", "train.grad_accum", "train.eval_every")
 
 
-def planned_evals_upper_bound(
-    config: DictConfig, space: dict[str, Param], fixed: list[str], load_sweep_config
-) -> int:
-    """The most evaluations any trial of this space will do (the schedulers' budget)."""
+def planned_evals_upper_bound(cfg: DictConfig, space: dict[str, Param]) -> int:
+    """The most evaluations any trial of this space will do (the schedulers' budget);
+    `cfg` is a trial's config without the searched values."""
     from lorahpo.data import load_frame, split_by_question
-    from lorahpo.train import training_plan
+    from lorahpo.trainer import training_plan
 
-    cfg = load_sweep_config(config, fixed)
     frame = load_frame(cfg.data)
     n_train = len(
         split_by_question(frame, cfg.data.question_column, cfg.data.folds, cfg.data.val_fold)[0]
@@ -54,7 +60,7 @@ def planned_evals_upper_bound(
         for key, value in zip(BUDGET_KEYS, combo, strict=True):
             train[key.split(".", 1)[1]] = value
         train.batch_size, train.grad_accum = int(train.batch_size), int(train.grad_accum)
-        most = max(most, training_plan(n_train, train)["planned_evals"])
+        most = max(most, training_plan(n_train, train).planned_evals)
     return most
 
 
@@ -66,7 +72,7 @@ class TrialEvents(Callback):
         self.sweep_dir, self.n_trials = sweep_dir, n_trials
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        record_event(self.sweep_dir, trial.trial_id, "start", params=_plain(trial.config))
+        record_event(self.sweep_dir, trial.trial_id, "start", params=plain_params(trial.config))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record_event(self.sweep_dir, trial.trial_id, "complete")
@@ -77,17 +83,11 @@ class TrialEvents(Callback):
         self._progress(trials, trial, failed=True)
 
     def _progress(self, trials, trial, failed: bool) -> None:
-        line = summary.progress_line(
-            self.sweep_dir, trial.trial_id, failed, trial.last_result or {}
-        )
+        line = table.progress_line(self.sweep_dir, trial.trial_id, failed, trial.last_result or {})
         done = 1 + sum(t.is_finished() and t is not trial for t in trials)
         running = sum(t.status == "RUNNING" and t is not trial for t in trials)
         total = self.n_trials or len(trials)
         print(f"[sweep] {line} | {done}/{total} done, {running} running", flush=True)
-
-
-def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
 
 
 def _start_ray(hw: DictConfig, root: Path) -> None:
@@ -131,13 +131,19 @@ def run_sweep(
         load(config, fixed + trial_overrides(sample))
     except Exception as e:
         raise UserError(
-            f"the sweep's overrides do not compose with the config: "
-            f"{str(e).strip().splitlines()[0]}"
+            f"the sweep's overrides do not compose with the config: {first_line(e)}"
         ) from None
-    max_evals = planned_evals_upper_bound(config, space, fixed, load)
-    searcher, param_space = algorithms.make_searcher(
-        config.search, space, config.hardware.concurrency, sweep_dir
-    )
+    defaults = load(config, fixed)  # a trial's config without the searched values
+    max_evals = planned_evals_upper_bound(defaults, space)
+    if config.search.algorithm == "grid":  # every combination once: no room for start points
+        if config.search.get("start_points"):
+            print("[sweep] note: search=grid ignores search.start_points", flush=True)
+        points, notes = [], []
+    else:
+        points, notes = start_points(config.search.get("start_points"), space, defaults)
+    for note in notes:
+        print(f"[sweep] note: {note}", flush=True)
+    warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.get("warm_start")), space)
     scheduler = algorithms.make_scheduler(config.scheduler, max_evals)
 
     tune_path = sweep_dir / TUNE_DIR
@@ -172,7 +178,25 @@ def run_sweep(
         flush=True,
     )
 
-    def new_tuner(name: str, num_samples: int):
+    def new_tuner(name: str, num_samples: int, done: int):
+        """A Tuner for `num_samples` more trials; a sweep that continues (done > 0) does not
+        rerun its start points and warm-starts from its own completed trials."""
+        searcher, param_space = algorithms.make_searcher(
+            config.search, space, hw.concurrency, sweep_dir, [] if done else points
+        )
+        told = warm_points
+        if done and not getattr(searcher, "warm_starts", False):
+            told = told + evaluated_points([sweep_dir], space)[0]
+        taken = warm_start(searcher, config.search.algorithm, told)
+        if told:
+            print(
+                f"[sweep] warm start: the searcher was told {taken} earlier trial(s)"
+                + (f", {warm_skipped} outside the space skipped" if warm_skipped else "")
+                + (
+                    "" if taken else f" (search={config.search.algorithm} does not learn from them)"
+                ),
+                flush=True,
+            )
         return tune.Tuner(
             trainable,
             param_space=param_space,
@@ -205,19 +229,14 @@ def run_sweep(
                 restart_errored=False,
             )
         )
-    done = len(summary.read_trial_numbers(sweep_dir))
-    interrupted = (summary.collect_trials(sweep_dir, [])["status"] == "interrupted").any()
+    done = len(table.read_trial_numbers(sweep_dir))
+    interrupted = (table.collect_trials(sweep_dir, [])["status"] == "interrupted").any()
     if done < size and not interrupted:
-        if done and not getattr(searcher, "warm_starts", False):
-            raise UserError(
-                f"{sweep_dir} holds {done} trials; search={config.search.algorithm} cannot "
-                f"continue to search.n_trials={size} from them (search=gp can). Resume with "
-                f"search.n_trials={done}, or start a new hydra.sweep.dir."
-            )
         # a new sweep, or more trials for one whose search continues from its history
         # (a grid is one pass over every combination: num_samples 1)
-        _fit(new_tuner(TUNE_DIR if not done else f"{TUNE_DIR}-{done}", 1 if grid else size - done))
-    return _finish(sweep_dir, list(space), size)
+        name = TUNE_DIR if not done else f"{TUNE_DIR}-{done}"
+        _fit(new_tuner(name, 1 if grid else size - done, done))
+    return _finish(sweep_dir, list(space), size, points)
 
 
 def _fit(tuner) -> None:
@@ -231,9 +250,12 @@ def _fit(tuner) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _finish(sweep_dir: Path, param_keys: list[str], planned: int) -> float:
-    trials, best = summary.summarize(sweep_dir, param_keys)
-    print(summary.format_table(trials, param_keys))
+def _finish(
+    sweep_dir: Path, param_keys: list[str], planned: int, points: list[dict[str, Any]]
+) -> float:
+    trials, best = summarize(sweep_dir, param_keys)
+    print(table.format_table(trials, param_keys))
+    start = table.best_start_point(trials, param_keys, points)
     # a stop signal between trials leaves no trial unfinished, only some never started
     if (trials["status"] == "interrupted").any() or len(trials) < planned:
         print(
@@ -248,6 +270,12 @@ def _finish(sweep_dir: Path, param_keys: list[str], planned: int) -> float:
             file=sys.stderr,
         )
         raise SystemExit(1)
+    if start is not None:
+        gain = start["objective"] - best["objective"]
+        print(
+            f"\nbest start point: trial {int(start['number'])}, objective "
+            f"{start['objective']:.4f}; the search improved on it by {gain:.4f}"
+        )
     print(
         f"\nbest: trial {int(best['number'])}, objective {best['objective']:.4f} "
         f"({best['run_dir']})\nretrain it: python train.py --config-dir {sweep_dir} "

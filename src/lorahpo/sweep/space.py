@@ -7,14 +7,15 @@ grammar: a sweep override replaces or adds a key, a plain override pins a key fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from omegaconf import DictConfig, OmegaConf
 
-from lorahpo.errors import UserError
+from lorahpo.errors import UserError, first_line
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,17 @@ class Param:
         """The largest value this parameter can take (for budgets such as epochs)."""
         return max(self.values) if self.is_choice else self.high
 
+    def member(self, value: Any) -> Any:
+        """`value` as this parameter's own value (the choice element itself), or None if
+        the space does not hold it."""
+        if self.is_choice:
+            return next((v for v in self.values if v == value and type(v) is type(value)), None)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if not self.low <= value <= self.high or (self.integer and value != int(value)):
+            return None
+        return int(value) if self.integer else float(value)
+
 
 def parse_param(key: str, expr: str) -> Param:
     """One `key=<sweep expression>` as a `Param`; a clear error names the key otherwise."""
@@ -44,7 +56,7 @@ def parse_param(key: str, expr: str) -> Param:
     except Exception as e:  # Hydra's grammar errors are long; keep the first line
         raise UserError(
             f"search space entry {key}={expr!r} is not valid Hydra sweep grammar "
-            f"({str(e).strip().splitlines()[0]}). Use choice(a,b), range(a,b), "
+            f"({first_line(e)}). Use choice(a,b), range(a,b), "
             "interval(a,b) or tag(log, interval(a,b))."
         ) from None
     return _param(override)
@@ -102,15 +114,50 @@ def build_space(
     return space, fixed
 
 
+def plain(value: Any) -> Any:
+    """A Python value for a numpy scalar (what searchers hand out); anything else as it is."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: plain(value) for key, value in params.items()}
+
+
+def start_points(
+    entries: Sequence[Any], space: dict[str, Param], defaults: DictConfig
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Full parameter sets to evaluate first, and a note for each entry left out.
+
+    An entry is `default` (the values the trial config has without the search: what
+    `python train.py` with the same pinned overrides runs) or a mapping of overrides on top
+    of those values, e.g. a published best configuration.
+    """
+    points, notes = [], []
+    for i, entry in enumerate(entries or []):
+        overrides = {} if entry == "default" else dict(entry)
+        point, outside = {}, []
+        for key, p in space.items():
+            value = overrides.get(key, OmegaConf.select(defaults, key))
+            point[key] = p.member(value)
+            if point[key] is None:
+                outside.append(f"{key}={value}")
+        if outside:
+            notes.append(
+                f"search.start_points[{i}] left out: {', '.join(outside)} outside the search space"
+            )
+        elif point not in points:
+            points.append(point)
+    return points, notes
+
+
 def override_value(value: Any) -> str:
     """A sampled value as Hydra override text (strings quoted when they need it)."""
+    value = plain(value)
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):
         needs_quotes = not value.replace("_", "").replace("-", "").replace(".", "").isalnum()
         return repr(value) if needs_quotes else value
-    if hasattr(value, "item"):  # numpy scalar
-        value = value.item()
     return repr(value)
 
 

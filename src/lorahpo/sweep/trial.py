@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from lorahpo.report import listening
+from lorahpo.rundir import RunDir, read_json, write_json
 from lorahpo.sweep.space import trial_overrides
 
 NUMBERS_FILE = "trial_numbers.json"
@@ -35,12 +36,10 @@ def claim_number(sweep_dir: Path, trial_id: str) -> int:
     with (sweep_dir / ".numbers.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         path = sweep_dir / NUMBERS_FILE
-        numbers: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+        numbers: dict[str, int] = read_json(path) or {}
         if trial_id not in numbers:
             numbers[trial_id] = len(numbers)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(numbers, indent=1))
-            tmp.replace(path)
+            write_json(path, numbers)
         return numbers[trial_id]
 
 
@@ -76,9 +75,9 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             spec.master_config, overrides
         )
     except Exception:  # the job never started: leave its traceback where a run's would be
-        run_dir = Path(spec.sweep_dir) / str(num)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        rd = RunDir(Path(spec.sweep_dir) / str(num))
+        rd.path.mkdir(parents=True, exist_ok=True)
+        rd.error_path.write_text(traceback.format_exc())
         raise
     with open_dict(job_config):
         job_config.hydra.job.id = trial_id
@@ -96,11 +95,12 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
                 "eval_log_loss": record["eval_log_loss"],
                 "eval_accuracy": record["eval_accuracy"],
                 "step": record["step"],
+                "planned_evals": record.get("planned_evals"),
                 "trial_num": num,
             }
         )
 
-    if _replay_finished(Path(spec.sweep_dir) / str(num), forward):
+    if _replay_finished(RunDir(Path(spec.sweep_dir) / str(num)), forward):
         record_event(Path(spec.sweep_dir), trial_id, "replayed")
         return None
     try:
@@ -127,18 +127,14 @@ def record_event(sweep_dir: Path, trial_id: str, event: str, **fields: Any) -> N
         )
 
 
-def _replay_finished(run_dir: Path, forward) -> bool:
+def _replay_finished(rd: RunDir, forward) -> bool:
     """A trial that completed just as the sweep was interrupted, before Ray recorded it, is
     not run again on resume: its evaluations are reported from its run directory instead."""
-    try:
-        result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
+    result = rd.read_result()
+    if result is None or result.status != "completed":
         return False
-    if result.get("status") != "completed":
-        return False
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        if line.strip():
-            forward(json.loads(line))
+    for record in rd.read_metrics():
+        forward(record.to_json())
     return True
 
 

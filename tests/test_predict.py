@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
-from lorahpo.postprocess import postprocess
+from lorahpo.scoring import probabilities
 from lorahpo.toy import make_toy_frame
 
 from conftest import compose_cfg, run_cli
@@ -25,6 +25,7 @@ def _infer(*args):
     return run_cli(*args, "progress_bar=false", script="infer.py")
 
 
+@pytest.mark.slow
 def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     """Same rows, same probabilities: infer.py rebuilds exactly the evaluated model."""
     val = pd.read_csv(trained / "val_predictions.csv")
@@ -56,7 +57,7 @@ def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     n_groups = rows["Question"].nunique()
     assert f"{n_groups} question groups of K rows post-processed, 0 groups" in proc.stdout
-    expected, _ = postprocess(logits, rows["Question"].to_numpy(), "assignment", None)
+    expected, _ = probabilities(logits, rows["Question"].to_numpy(), "assignment", None)
     np.testing.assert_allclose(pd.read_csv(out).iloc[:, 1:].to_numpy(), expected, atol=2e-5)
     assert f"log loss {result['best_log_loss_assignment']:.4f} (assignment" in proc.stdout
 
@@ -69,12 +70,13 @@ def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     calibration = json.loads((trained / "calibration.json").read_text())
     assert calibration["temperature"] == result["temperature"] > 0
-    expected, _ = postprocess(
+    expected, _ = probabilities(
         logits, rows["Question"].to_numpy(), "temperature+assignment", calibration["temperature"]
     )
     np.testing.assert_allclose(pd.read_csv(out).iloc[:, 1:].to_numpy(), expected, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_submission_without_ids_or_labels(trained, tmp_path):
     frame = make_toy_frame(6, seed=9)[["Question", "Response"]]
     frame.loc[2, "Response"] = None
@@ -94,6 +96,7 @@ def test_submission_without_ids_or_labels(trained, tmp_path):
     assert "log loss" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_bad_inputs_get_clear_messages(trained, tmp_path):
     no_response = tmp_path / "a.csv"
     no_response.write_text("id,Question,Answer\n1,q,a\n")
@@ -135,6 +138,7 @@ def test_reference_experiment_composes():
     ) == (2.35e-4, "cosine", 3, 0.071, 0.01, 0.082, 1)
 
 
+@pytest.mark.slow
 def test_final_model_trains_on_every_row(tmp_path):
     proc = run_cli("debug=smoke", "data.val_fold=null", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]

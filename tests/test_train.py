@@ -9,6 +9,8 @@ import yaml
 
 from conftest import read_jsonl, run_cli
 
+pytestmark = pytest.mark.slow  # every test here runs the real CLI (seconds to a minute)
+
 
 def _ok(proc):
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -54,7 +56,7 @@ def test_overrides_reach_config_adapter_and_run_directory(tmp_path):
     assert result["evals_done"] == result["planned_evals"] == 2
     # post-processed variants of every evaluation, and what inference needs to repeat them
     for r in records:
-        assert r["objective"] == r["eval_log_loss"]  # objective=raw, the default
+        assert r["objective"] == r["eval_log_loss"]  # objective=none, the default
         assert {
             "eval_log_loss_temperature",
             "eval_log_loss_assignment",

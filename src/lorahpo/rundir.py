@@ -1,0 +1,174 @@
+"""The run directory contract, defined once: file names, the records they hold, readers and
+writers.
+
+A run directory (`outputs/runs/<date>/<time>/` or `<sweep_dir>/<n>/`) holds Hydra's
+`.hydra/`, a log, and the files named here. Everything that writes or reads them (training,
+inference, the sweep summary, benchmarks) goes through this module, so a field is named in one
+place and a result written by a finished run and by an early-stopped trial has one layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+RESULT = "result.json"  # how the run ended: RunResult
+METRICS = "metrics.jsonl"  # one EvalRecord per line, in evaluation order
+ERROR = "error.txt"  # the traceback of a failed run
+ADAPTER = "adapter"  # the PEFT adapter + tokenizer of a completed run
+CALIBRATION = "calibration.json"  # what inference needs to post-process like the best eval
+VAL_PREDICTIONS = "val_predictions.csv"  # the best evaluation's logits per validation row
+CHECKPOINTS = "checkpoints"  # the Trainer's working checkpoints; removed when a run ends
+
+STATUSES = ("completed", "stopped", "failed", "interrupted")
+
+
+@dataclass
+class EvalRecord:
+    """One evaluation of the validation fold (one line of `metrics.jsonl`).
+
+    `objective` is the metric the run minimises (`objective=` in the config); `metrics` holds
+    every other validation metric of that evaluation by its name (`eval_log_loss_temperature`,
+    `eval_temperature`, `eval_runtime`, ...).
+    """
+
+    eval: int  # 1, 2, ...
+    step: int
+    epoch: float
+    objective: float | None
+    eval_log_loss: float | None
+    eval_accuracy: float | None
+    train_loss: float | None = None
+    planned_evals: int | None = None  # fewer evaluations done: stopped early
+    time: float = 0.0  # wall clock at the evaluation, to line trials up in a sweep
+    train_started_at: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(out.pop("metrics"))  # flat on disk: one key per metric
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> EvalRecord:
+        names = {f.name for f in fields(cls)} - {"metrics"}
+        known = {k: v for k, v in obj.items() if k in names}
+        return cls(**known, metrics={k: v for k, v in obj.items() if k not in names})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field or a metric by its name."""
+        if key in self.metrics:
+            return self.metrics[key]
+        return getattr(self, key, default)
+
+
+@dataclass
+class RunResult:
+    """How a run ended (`result.json`). Completed runs fill every field they can; a failed run
+    has `error`; an early-stopped trial has the best objective of the evaluations it did."""
+
+    status: str  # one of STATUSES
+    objective: float | None = None
+    objective_name: str | None = None
+    error: str | None = None
+    note: str | None = None
+    validated: bool | None = None
+    evals_done: int | None = None
+    planned_evals: int | None = None
+    best_step: int | None = None
+    best_epoch: float | None = None
+    best_log_loss: float | None = None  # without post-processing
+    best_accuracy: float | None = None
+    best_metrics: dict[str, Any] = field(default_factory=dict)  # post-processed variants
+    temperature: float | None = None
+    train_rows: int | None = None
+    train_steps: int | None = None
+    train_time_s: float | None = None
+    eval_time_s: float | None = None
+    startup_s: float | None = None  # job start to the first training step
+    train_tokens: int | None = None
+    train_tokens_per_s: float | None = None
+    trainable_params: int | None = None
+    total_params: int | None = None
+    model_path: str | None = None
+    wall_time_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        out.update(out.pop("best_metrics"))  # flat on disk: best_log_loss_assignment, ...
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> RunResult:
+        names = {f.name for f in fields(cls)} - {"best_metrics"}
+        known = {k: v for k, v in obj.items() if k in names}
+        return cls(**known, best_metrics={k: v for k, v in obj.items() if k not in names})
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory, and its readers and writers."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    result_path = property(lambda self: self.path / RESULT)
+    metrics_path = property(lambda self: self.path / METRICS)
+    error_path = property(lambda self: self.path / ERROR)
+    adapter_path = property(lambda self: self.path / ADAPTER)
+    calibration_path = property(lambda self: self.path / CALIBRATION)
+    predictions_path = property(lambda self: self.path / VAL_PREDICTIONS)
+    checkpoints_path = property(lambda self: self.path / CHECKPOINTS)
+
+    def read_result(self) -> RunResult | None:
+        """The run's result, or None if it has none yet (or an unreadable one)."""
+        obj = read_json(self.result_path)
+        return RunResult.from_json(obj) if obj else None
+
+    def write_result(self, result: RunResult) -> None:
+        write_json(self.result_path, result.to_json())
+
+    def read_metrics(self) -> list[EvalRecord]:
+        return [EvalRecord.from_json(o) for o in read_jsonl(self.metrics_path)]
+
+    def append_metrics(self, record: EvalRecord) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record.to_json()) + "\n")
+
+    def read_calibration(self) -> dict[str, Any]:
+        return read_json(self.calibration_path) or {}
+
+    def write_calibration(self, calibration: dict[str, Any]) -> None:
+        write_json(self.calibration_path, calibration)
+
+    def has_adapter(self) -> bool:
+        return (self.adapter_path / "adapter_config.json").exists()
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`; None if the file is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write atomically (temporary file + rename): readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """One JSON object per non-empty line; a missing file is an empty list."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

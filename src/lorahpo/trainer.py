@@ -1,0 +1,231 @@
+"""The HF Trainer as this project uses it: the plan (steps, evaluations), the training
+arguments, the Trainer subclass, and the callbacks that record and report each evaluation.
+
+Callbacks, not forks of the training loop: everything a run records goes through
+`EvalRecorder`, which writes `metrics.jsonl` and forwards each evaluation to `lorahpo.report`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from torch.utils.data import SequentialSampler
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+
+from lorahpo import scoring
+from lorahpo.batching import BATCHINGS, PooledLengthSampler
+from lorahpo.errors import UserError
+from lorahpo.report import report
+from lorahpo.rundir import EvalRecord, RunDir
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(UserError):
+    """The validation loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Steps and evaluations a run will do, so budgets can be stated in evaluations."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_steps: int
+    planned_evals: int
+
+
+def check_train_config(train_cfg: DictConfig) -> None:
+    """Checks that need no data or model: fail before anything is loaded."""
+    if train_cfg.batching not in BATCHINGS:
+        raise UserError(
+            f"train.batching={train_cfg.batching!r} is not known; use one of "
+            f"{', '.join(BATCHINGS)} (see README: batching)."
+        )
+    if train_cfg.batching == "pooled" and int(train_cfg.pool_batches) < 1:
+        raise UserError(f"train.pool_batches={train_cfg.pool_batches}: must be >= 1.")
+    if train_cfg.eval_every <= 0:
+        raise UserError(
+            f"train.eval_every={train_cfg.eval_every}: must be > 0 (in epochs, "
+            "e.g. 0.25 for four evaluations per epoch)."
+        )
+
+
+def training_plan(n_train: int, train_cfg: DictConfig, validate: bool = True) -> TrainingPlan:
+    check_train_config(train_cfg)
+    per_step = train_cfg.batch_size * train_cfg.grad_accum
+    steps_per_epoch = math.ceil(n_train / per_step)
+    total = math.ceil(steps_per_epoch * train_cfg.epochs)
+    eval_steps = max(1, round(steps_per_epoch * train_cfg.eval_every))
+    planned = math.ceil(total / eval_steps) if validate else 0
+    return TrainingPlan(steps_per_epoch, total, eval_steps, planned)
+
+
+def training_arguments(
+    cfg: DictConfig, output_dir: Path, eval_steps: int, validate: bool = True
+) -> TrainingArguments:
+    """HF `TrainingArguments` from the `train` and `hardware` config groups."""
+    t, hw = cfg.train, cfg.hardware
+    objective = scoring.metric_name("log_loss", cfg.objective)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        learning_rate=t.lr,
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        weight_decay=t.weight_decay,
+        warmup_steps=float(t.warmup_ratio),  # a float < 1 is a ratio of all steps
+        lr_scheduler_type=t.lr_scheduler,
+        label_smoothing_factor=t.label_smoothing,
+        max_grad_norm=t.max_grad_norm,
+        eval_strategy="steps" if validate else "no",
+        eval_steps=eval_steps,
+        logging_strategy="steps",
+        logging_steps=eval_steps,
+        # a checkpoint only when the objective improves, and only the best one kept (disks
+        # fill up in sweeps); without validation the final weights are the result
+        save_strategy="best" if validate else "no",
+        save_total_limit=1,
+        save_only_model=True,
+        metric_for_best_model=objective if validate else None,
+        greater_is_better=False,
+        load_best_model_at_end=validate,
+        # `pooled` batching is our own sampler (InOrderEvalTrainer); HF's for the other two
+        train_sampling_strategy="group_by_length" if t.batching == "length" else "random",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=hw.device == "cpu",
+        bf16=hw.precision == "bf16",
+        optim=hw.optim,
+        activation_checkpointing=bool(hw.gradient_checkpointing),
+        dataloader_num_workers=0,
+        report_to="none",
+        disable_tqdm=not cfg.progress_bar,
+    )
+
+
+class InOrderEvalTrainer(Trainer):
+    """The HF Trainer with `pooled` training batches (lorahpo.batching) and evaluation in
+    dataset order. With length grouping on, HF's Trainer also shuffles evaluation batches by
+    length; our validation set is already sorted by length, and its predictions must line up
+    with its rows (val_predictions.csv)."""
+
+    def __init__(self, *args, pool_batches: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool_batches = pool_batches  # None: the sampler TrainingArguments name
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.pool_batches is None:
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return PooledLengthSampler(
+            [len(x) for x in dataset["input_ids"]],
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            self.pool_batches,
+            self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+
+    def _get_eval_sampler(self, eval_dataset):
+        return SequentialSampler(eval_dataset) if eval_dataset is not None else None
+
+
+class EvalScorer:
+    """`Trainer` `compute_metrics` hook: every method's log loss (`scoring.score`), keeping the
+    last evaluation's logits so the best one's can be saved without another pass.
+
+    `groups`: the question of each validation row, in evaluation order (enables the
+    post-processed metrics).
+    """
+
+    def __init__(self, groups: np.ndarray | None = None) -> None:
+        self.groups = groups
+        self.logits: np.ndarray | None = None
+
+    def __call__(self, eval_pred) -> dict[str, float]:
+        logits = eval_pred.predictions
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        self.logits = np.asarray(logits, dtype=np.float64)
+        return scoring.score(self.logits, eval_pred.label_ids, self.groups)
+
+
+class EvalRecorder(TrainerCallback):
+    """Append one `EvalRecord` per evaluation to `metrics.jsonl` and send it through `report`.
+
+    A non-finite validation loss stops training at once: the run is failed, never scored.
+    """
+
+    def __init__(
+        self, run_dir: RunDir, planned_evals: int, scorer: EvalScorer, objective: str
+    ) -> None:
+        self.run_dir = run_dir
+        self.planned_evals = planned_evals
+        self.objective_key = "eval_" + scoring.metric_name("log_loss", objective)
+        self.scorer = scorer
+        self.best_logits: np.ndarray | None = None
+        self.records: list[EvalRecord] = []
+        self.last_train_loss: float | None = None
+        self.diverged = False
+        self.train_started_at: float | None = None
+        run_dir.metrics_path.unlink(missing_ok=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.train_started_at = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.last_train_loss = float(logs["loss"])
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = dict(metrics or {})
+        record = EvalRecord(
+            eval=len(self.records) + 1,
+            step=state.global_step,
+            epoch=round(float(state.epoch or 0.0), 4),
+            objective=metrics.get(self.objective_key),
+            eval_log_loss=metrics.pop("eval_log_loss", None),
+            eval_accuracy=metrics.pop("eval_accuracy", None),
+            train_loss=self.last_train_loss,
+            planned_evals=self.planned_evals,
+            time=round(time.time(), 3),
+            train_started_at=round(self.train_started_at or 0.0, 3),
+            metrics={k: v for k, v in metrics.items() if k.startswith("eval_")},
+        )
+        self.records.append(record)
+        self.run_dir.append_metrics(record)
+        log.info(
+            "eval %d/%d  step %d  epoch %.2f  log_loss %.4f  accuracy %.4f",
+            record.eval,
+            self.planned_evals,
+            record.step,
+            record.epoch,
+            record.eval_log_loss,
+            record.eval_accuracy,
+        )
+        if record.objective is None or not math.isfinite(record.objective):
+            self.diverged = True
+            control.should_training_stop = True
+            return control
+        if record.objective <= min(r.objective for r in self.records):
+            self.best_logits = self.scorer.logits
+        report(record.to_json())
+        return control
+
+    def best(self) -> EvalRecord:
+        return min(self.records, key=lambda r: r.objective)
+
+
+class QuietProgress(ProgressCallback):
+    """HF's progress bars without the raw metric dicts it prints at every log and evaluation
+    (each evaluation is logged once, readably, by `EvalRecorder`)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return control

@@ -103,3 +103,42 @@ def test_a_stopped_trial_is_pruned_with_its_intermediate_values():
     searcher.suggest("failed")
     searcher.on_trial_complete("failed", None, error=True)
     assert searcher.study().trials[-1].state == TrialState.FAIL
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "hyperopt", "gp"])
+def test_warm_start_tells_the_searcher_earlier_trials(algorithm, tmp_path):
+    """Earlier sweeps' completed trials (from their trials.csv) reach the searcher's own
+    history before it proposes; trials outside the current space are skipped and counted."""
+    import pandas as pd
+
+    from lorahpo.sweep.warm_start import evaluated_points, warm_start
+
+    old = tmp_path / "old"
+    old.mkdir()
+    pd.DataFrame(
+        {
+            "number": [0, 1, 2, 3],
+            "status": ["completed", "completed", "stopped", "completed"],
+            "objective": [0.5, 0.7, 1.5, 0.6],
+            "train.lr": [1e-3, 2e-3, 1e-3, 5e-2],  # 5e-2 is outside the space
+            "lora.r": [16, 8, 8, 16],
+            "lora.dropout": [0.05, 0.1, 0.1, 0.05],
+        }
+    ).to_csv(old / "trials.csv", index=False)
+    points, skipped = evaluated_points([old], SPACE)
+    assert [v for _, v in points] == [0.5, 0.7] and skipped == 1
+    searcher = _searcher(algorithm, None, tmp_path)
+    assert warm_start(searcher, algorithm, points) == 2
+    if algorithm == "tpe":
+        told = [(t.params, t.value) for t in searcher.study().trials]
+    elif algorithm == "hyperopt":
+        told = [({**p, "lora.r": (8, 16, 32)[p["lora.r"]]}, v) for p, v in searcher.history()]
+    else:
+        told = [
+            (o.config.get_dictionary(), o.objectives[0])
+            for o in searcher.advisor.get_history().observations
+        ]
+    assert len(told) == len(points)
+    for (got, value), (params, objective) in zip(told, points, strict=True):
+        assert got == pytest.approx(params) and value == objective
+    assert searcher.suggest("next") is not None

@@ -110,15 +110,18 @@ def make_searcher(
         )
         return searcher, {}
     if algorithm == "hyperopt":
-        from ray.tune.search.hyperopt import HyperOptSearch
+        from lorahpo.sweep.hyperopt_search import WarmHyperOptSearch
 
-        return HyperOptSearch(
+        # the space goes to the searcher itself, so that it can be warm-started
+        searcher = WarmHyperOptSearch(
+            space=WarmHyperOptSearch.convert_search_space(domains),
             metric=METRIC,
             mode=MODE,
             n_initial_points=n_initial,
             random_state_seed=seed,
             points_to_evaluate=points,
-        ), domains
+        )
+        return searcher, {}
     raise UserError(
         f"search.algorithm={algorithm!r} is not known; use search=random, grid, "
         "tpe, hyperopt, cmaes or gp."

@@ -2,9 +2,9 @@
 
 `search.warm_start=<sweep_dir>[,<sweep_dir>...]` reads each sweep's `trials.csv`; its
 completed trials whose parameters all lie in the current space are given to the searcher as
-evaluated points (Optuna: `add_trial`; OpenBox: its history). The rest are skipped and
-counted. A resumed sweep that is asked for more trials warm-starts from its own table the
-same way.
+evaluated points (Optuna: `add_trial`; Hyperopt and OpenBox: their histories). The rest are
+skipped and counted. A resumed sweep that is asked for more trials warm-starts from its own
+table the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lorahpo.errors import UserError
 from lorahpo.sweep.space import Param, plain
 from lorahpo.sweep.table import TRIALS_FILE
 
-LEARNS_FROM_HISTORY = ("tpe", "cmaes", "gp")
+LEARNS_FROM_HISTORY = ("tpe", "cmaes", "hyperopt", "gp")
 
 
 def sweep_dirs(value: Any) -> list[Path]:

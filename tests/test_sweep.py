@@ -150,6 +150,13 @@ def test_bad_space_is_reported_before_any_trial(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_real_model_without_weights_stops_the_sweep_before_any_trial(tmp_path):
+    proc, trials = _sweep(tmp_path, "model=mistral", "search=tpe", ok=False)
+    assert proc.returncode == 2 and trials is None
+    assert "model=mistral_7b needs its weights: set model.path" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr and not list(tmp_path.glob("[0-9]*"))
+
+
 @pytest.mark.slow
 def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
     _, trials = _sweep(

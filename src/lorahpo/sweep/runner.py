@@ -64,6 +64,16 @@ def planned_evals_upper_bound(cfg: DictConfig, space: dict[str, Param]) -> int:
     return most
 
 
+def _check_model_weights(cfg: DictConfig) -> None:
+    """A real model's weights must be found before any trial starts, not once per trial
+    (the tiny model is built by its first trial)."""
+    if cfg.model.get("builder") == "tiny":
+        return
+    from lorahpo.modeling import resolve_model_path
+
+    resolve_model_path(cfg.model, [], int(cfg.data.num_labels), 0, cfg.paths.cache_dir)
+
+
 class TrialEvents(Callback):
     """Records trial start / end times and parameters in the sweep directory, and prints one
     line per finished trial (Ray's own per-trial tables are too loud for long sweeps)."""
@@ -134,6 +144,7 @@ def run_sweep(
             f"the sweep's overrides do not compose with the config: {first_line(e)}"
         ) from None
     defaults = load(config, fixed)  # a trial's config without the searched values
+    _check_model_weights(defaults)
     max_evals = planned_evals_upper_bound(defaults, space)
     if config.search.algorithm == "grid":  # every combination once: no room for start points
         if config.search.get("start_points"):

@@ -78,8 +78,7 @@ def test_tpe_sends_free_slots_to_different_points():
     running = [searcher.suggest(f"run{i}") for i in range(4)]
     lrs = sorted(math.log10(p["train.lr"]) for p in running)
     assert min(b - a for a, b in zip(lrs, lrs[1:], strict=False)) > 0.01  # > 2% apart
-    sampler = searcher.study()._sampler if hasattr(searcher.study(), "_sampler") else None
-    sampler = sampler or searcher.study().sampler
+    sampler = searcher.study().sampler
     assert sampler._constant_liar and sampler._multivariate
 
 

@@ -1,14 +1,19 @@
-"""How busy a sweep keeps its slots, against Hydra's own launcher-based sweep of the same trials.
+"""How busy a sweep keeps its slots: warm trials, cold trials, and Hydra's own launcher.
 
-    python bench/sweep_utilisation.py [--trials 12] [--slots 2] [--questions 100]
+    python bench/sweep_utilisation.py [--slots 2] [--questions 200]
 
-Runs the same grid of configurations (tiny model, toy data, CPU, one CPU per slot) twice in
-this command: with the `lorahpo` sweeper (Ray Tune trials) and with Hydra's basic sweeper +
+Runs the same grid of configurations (tiny model, toy data, CPU, one CPU per slot) three times
+in this command: the `lorahpo` sweeper with warm trials (the default: a worker keeps the
+tokenised data and the loaded base model for its next trial), the same sweeper with
+`hydra.sweeper.warm_trials=false` (every trial loads its own), and Hydra's basic sweeper +
 hydra-ray-launcher (all jobs queued as Ray tasks at once). Prints, for each:
 
-- slot utilisation = time inside trial training + evaluation / (slots x sweep wall time);
-- per-trial start-up = job start (its .hydra/ written) to its first training step;
-- time between trials = a job's start minus the latest end of an earlier job in that slot.
+- slot utilisation = time inside trial training + evaluation / (slots x sweep wall time), and
+  the same over the trials' span (first job start to last job end);
+- per-trial start-up = job start (its .hydra/ written) to its first training step (median);
+- time between trials = a job's start minus the latest end of an earlier job in that slot;
+- train tokens/s per trial (median);
+and the wall-time ratio of the warm sweep to the cold one.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def _jobs(sweep_dir: Path) -> pd.DataFrame:
                 "train_start": metrics[0].train_started_at,
                 "train_end": metrics[-1].time,
                 "job_end": rd.result_path.stat().st_mtime,
+                "tokens_per_s": rd.read_result().train_tokens_per_s,
             }
         )
     return pd.DataFrame(rows).sort_values("job_start").reset_index(drop=True)
@@ -73,8 +79,9 @@ def _figures(jobs: pd.DataFrame, span: tuple[float, float], slots: int) -> dict[
         "in_window": busy / (slots * window),
         "first_job_s": jobs["job_start"].min() - start,
         "after_last_s": end - jobs["job_end"].max(),
-        "startup_s": statistics.mean(jobs["train_start"] - jobs["job_start"]),
+        "startup_s": statistics.median(jobs["train_start"] - jobs["job_start"]),
         "between_s": statistics.mean(gaps) if gaps else float("nan"),
+        "tokens_per_s": statistics.median(jobs["tokens_per_s"]),
     }
 
 
@@ -91,40 +98,36 @@ def main() -> None:
         "train.eval_every=0.5",
         "progress_bar=false",
     ]
-    out = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-
-    n_trials = len(a.lrs.split(",")) * len(a.ranks.split(","))
-
-    ours = out / "lorahpo"
-    span = _run(
-        [
-            "search=grid",
-            "scheduler=fifo",
-            f"train.lr=choice({a.lrs})",
-            f"lora.r=choice({a.ranks})",
-            "train.lr_scheduler=choice(cosine)",
-            f"hardware.concurrency={a.slots}",
-            "hardware.cpus_per_trial=1",
-            *common,
-            f"hydra.sweep.dir={ours}",
-        ]
-    )
-    figures = {"lorahpo sweeper (Ray Tune)": _figures(_jobs(ours), span, a.slots)}
-
-    base = out / "hydra-ray-launcher"  # the same grid as a plain Hydra multirun
-    span = _run(
-        [
+    ours = [
+        "search=grid",
+        "scheduler=fifo",
+        f"train.lr=choice({a.lrs})",
+        f"lora.r=choice({a.ranks})",
+        "train.lr_scheduler=choice(cosine)",
+        f"hardware.concurrency={a.slots}",
+        "hardware.cpus_per_trial=1",
+        *common,
+    ]
+    runs = {
+        "lorahpo, warm trials (default)": ours,
+        "lorahpo, cold trials": [*ours, "hydra.sweeper.warm_trials=false"],
+        "basic sweeper + hydra-ray-launcher": [  # the same grid as a plain Hydra multirun
             "hydra/sweeper=basic",
             "hydra/launcher=ray",
             "+hydra.launcher.ray.remote.num_cpus=1",
             f"train.lr={a.lrs}",
             f"lora.r={a.ranks}",
             *common,
-            f"hydra.sweep.dir={base}",
-        ]
-    )
-    figures["basic sweeper + hydra-ray-launcher"] = _figures(_jobs(base), span, a.slots)
+        ],
+    }
+    out = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    figures = {}
+    for i, (name, args) in enumerate(runs.items()):
+        sweep_dir = out / str(i)
+        span = _run([*args, f"hydra.sweep.dir={sweep_dir}"])
+        figures[name] = _figures(_jobs(sweep_dir), span, a.slots)
 
+    n_trials = len(a.lrs.split(",")) * len(a.ranks.split(","))
     print(f"{n_trials} trials, {a.slots} slots, tiny model, {a.questions * 7} toy rows, CPU")
     head = [
         "wall s",
@@ -134,6 +137,7 @@ def main() -> None:
         "after last s",
         "start-up s",
         "between s",
+        "tokens/s",
     ]
     print(f"{'':36s}" + "".join(f"{h:>14s}" for h in head))
     for name, f in figures.items():
@@ -145,17 +149,18 @@ def main() -> None:
             f"{f['after_last_s']:.1f}",
             f"{f['startup_s']:.2f}",
             f"{f['between_s']:.2f}",
+            f"{f['tokens_per_s']:,.0f}",
         ]
         print(f"{name:36s}" + "".join(f"{c:>14s}" for c in cells))
     print(
         "utilisation: time in training + evaluation / (slots x wall); util. trials: the same "
-        "over the span from the first job's start to the last job's end"
+        "over the span from the first job's start to the last job's end; start-up and "
+        "tokens/s: median per trial"
     )
-    ours_f, base_f = figures.values()
-    ratio = ours_f["utilisation"] / base_f["utilisation"]
+    warm, cold, launcher = figures.values()
     print(
-        f"utilisation ratio (lorahpo / launcher): {ratio:.2f}; "
-        f"wall-time ratio: {ours_f['wall_s'] / base_f['wall_s']:.2f}"
+        f"warm / cold wall time: {warm['wall_s'] / cold['wall_s']:.2f}; "
+        f"warm / launcher wall time: {warm['wall_s'] / launcher['wall_s']:.2f}"
     )
     print(f"sweep directories: {out}")
 

@@ -9,6 +9,8 @@ from lorahpo.data import Columns, format_texts, read_csv, split_by_question
 from lorahpo.errors import UserError
 from lorahpo.toy import make_toy_frame
 
+from conftest import compose_cfg
+
 
 def _read(path, num_labels=7):
     return read_csv(path, "data.train_path", Columns(), num_labels)
@@ -112,3 +114,22 @@ def test_template_fills_columns_and_names_unknown_ones():
     assert format_texts(frame, "Q: {Question} A: {Response}") == ["Q: q {x} A: r"]
     with pytest.raises(UserError, match="names column 'Answer'"):
         format_texts(frame, "{Answer}")
+
+
+def test_tokenised_data_is_cached_by_content(tmp_path, monkeypatch):
+    """A second load of the same rows does not tokenise again; other rows do."""
+    from lorahpo import data as data_lib
+    from lorahpo.inputs import load_inputs
+
+    overrides = ["debug=smoke", f"paths.cache_dir={tmp_path}"]
+    first = load_inputs(compose_cfg(*overrides))
+    calls = []
+    real = data_lib.tokenize
+    monkeypatch.setattr(data_lib, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = load_inputs(compose_cfg(*overrides, "data.val_fold=1"))  # another fold: same rows
+    assert calls == []
+    assert len(again.train_ds) + len(again.val_ds) == len(first.train_ds) + len(first.val_ds)
+    assert list(again.train_lengths) == [len(x) for x in again.train_ds["input_ids"]]
+    load_inputs(compose_cfg(*overrides, "data.max_length=32"))
+    assert calls == [1]
+    assert len(list((tmp_path / "tokens").iterdir())) == 2

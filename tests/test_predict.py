@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.special import softmax
 
 from lorahpo.scoring import probabilities
@@ -156,3 +157,34 @@ def test_final_model_trains_on_every_row(tmp_path):
     assert result["train_rows"] == 7 * compose_cfg("debug=smoke").data.n_questions
     assert (tmp_path / "adapter/adapter_model.safetensors").exists()
     assert not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_4bit_run_and_inference_on_cpu(tmp_path):
+    """The QLoRA path end to end without a GPU: NF4 base (bitsandbytes), LoRA training, and
+    infer.py on its adapter reproducing the run's own validation logits."""
+    run_dir = tmp_path / "run"
+    proc = run_cli("debug=smoke", "hardware.quantization=nf4", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gemm_4bit" not in proc.stdout + proc.stderr  # no noise about optional kernels
+    result = json.loads((run_dir / "result.json").read_text())
+    losses = [json.loads(x)["eval_log_loss"] for x in (run_dir / "metrics.jsonl").open()]
+    assert losses[-1] < losses[0] < np.log(7) + 0.1  # it learns
+    cfg = yaml.safe_load((run_dir / ".hydra/config.yaml").read_text())
+    assert cfg["hardware"]["quantization"] == "nf4"
+
+    val = pd.read_csv(run_dir / "val_predictions.csv")
+    rows = make_toy_frame(compose_cfg("debug=smoke").data.n_questions, seed=0).iloc[val["row"]]
+    test_path = tmp_path / "val.csv"
+    rows.to_csv(test_path, index=False)
+    out = tmp_path / "sub.csv"
+    proc = _infer(
+        f"run_dir={run_dir}", f"data.test_path={test_path}", f"output={out}", "postprocess=none"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logits = val[[f"logit_{k}" for k in range(7)]].to_numpy()
+    # bf16 compute over other batches and padding: close, not bit-identical
+    np.testing.assert_allclose(
+        pd.read_csv(out).iloc[:, -7:].to_numpy(), softmax(logits, axis=1), atol=2e-3
+    )
+    assert f"log loss {result['objective']:.2f}" in proc.stdout

@@ -363,3 +363,21 @@ def test_a_replayed_trial_keeps_its_first_start(tmp_path):
     row = collect_trials(tmp_path, ["lora.r"]).iloc[0]
     assert row["started_at"] == pd.Timestamp(100.0, unit="s").isoformat(timespec="milliseconds")
     assert (row["status"], row["lora.r"], row["duration_s"]) == ("completed", 8, 102.0)
+
+
+@pytest.mark.slow
+def test_trials_share_a_worker_and_its_4bit_base(tmp_path):
+    """The QLoRA path on CPU, as a sweep: later trials reuse the first one's NF4 base."""
+    _, trials = _sweep(
+        tmp_path,
+        "hardware.quantization=nf4",
+        "search=random",
+        "search.n_trials=3",
+        "scheduler=fifo",
+        "lora.r=choice(4,8)",
+    )
+    assert (trials["status"] == "completed").all()
+    assert trials["worker"].nunique() == 1  # one worker ran every trial
+    results = [json.loads((tmp_path / str(n) / "result.json").read_text()) for n in trials.number]
+    assert [r["base_reused"] for r in results] == [False, True, True]
+    assert all(r["startup_s"] < results[0]["startup_s"] for r in results[1:])

@@ -22,8 +22,6 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-BATCHINGS = ("random", "length", "pooled")
-
 
 class PooledLengthSampler(Sampler[int]):
     """Row order for `pooled` batching; `batch_size` is rows per optimizer step (batch x

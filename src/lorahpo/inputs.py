@@ -5,8 +5,13 @@ training hyperparameters), so trials of one sweep can share it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +36,7 @@ class Inputs:
     train_ds: Any  # datasets.Dataset: input_ids, attention_mask, labels
     val_ds: Any
     validate: bool  # False: the final model, trained on every row
+    train_lengths: np.ndarray  # tokens per training example (batching, throughput)
 
     def val_groups(self, question_column: str) -> np.ndarray:
         """The question of each validation example, in evaluation order."""
@@ -59,24 +65,70 @@ def load_inputs(cfg: DictConfig) -> Inputs:
         cfg.model, texts, int(cfg.data.num_labels), cfg.model.get("seed", 0), cfg.paths.cache_dir
     )
     tokenizer = modeling.load_tokenizer(path, cfg.model)
-
-    def tokenize(rows: np.ndarray):
-        return data_lib.tokenize(
-            [texts[i] for i in rows], labels[rows], tokenizer, cfg.data.max_length
-        )
-
-    train_ds, val_ds = tokenize(train_rows), tokenize(val_rows)
-    val_order = np.argsort([len(x) for x in val_ds["input_ids"]], kind="stable")
+    every = tokenised(texts, labels, tokenizer, int(cfg.data.max_length), cfg.paths.cache_dir)
+    lengths = np.asarray(every["length"])
+    val_rows = val_rows[np.argsort(lengths[val_rows], kind="stable")]
+    columns = ["input_ids", "attention_mask", "labels"]
     return Inputs(
         frame=frame,
         train_rows=train_rows,
-        val_rows=val_rows[val_order],
+        val_rows=val_rows,
         model_path=path,
         tokenizer=tokenizer,
-        train_ds=train_ds,
-        val_ds=val_ds.select(val_order),
+        train_ds=every.select(train_rows).select_columns(columns),
+        val_ds=every.select(val_rows).select_columns(columns),
         validate=cfg.data.val_fold is not None,
+        train_lengths=lengths[train_rows],
     )
+
+
+def tokenised(texts: list[str], labels: np.ndarray, tokenizer, max_length: int, cache_dir: str):
+    """Every row tokenised (plus a `length` column), from `<cache_dir>/tokens/` when the same
+    texts, labels, tokenizer and max length were tokenised before: a second run, any fold,
+    any trial, does not tokenise again. Keyed by content, so an edited file is a new entry."""
+    from datasets import disable_progress_bars, load_from_disk
+
+    disable_progress_bars()  # saving a few thousand rows needs no progress bar
+    key = _tokens_key(texts, labels, tokenizer, max_length)
+    folder = Path(cache_dir) / "tokens" / key
+    if folder.is_dir():
+        try:
+            return load_from_disk(str(folder))
+        except Exception as e:  # a damaged entry: tokenise again and replace it
+            log.warning("tokenised data in %s unreadable (%s): tokenising again", folder, e)
+            shutil.rmtree(folder, ignore_errors=True)
+    ds = data_lib.tokenize(texts, labels, tokenizer, max_length)
+    ds = ds.add_column("length", [len(x) for x in ds["input_ids"]])
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
+    try:
+        ds.save_to_disk(str(tmp))
+        tmp.rename(folder)  # atomic: concurrent trials either see all of it or none
+    except OSError:  # another process got there first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_from_disk(str(folder)) if folder.is_dir() else ds
+
+
+def _tokens_key(texts: list[str], labels: np.ndarray, tokenizer, max_length: int) -> str:
+    h = hashlib.sha256(f"v1|{max_length}|{type(tokenizer).__name__}".encode())
+    h.update(_tokenizer_fingerprint(tokenizer).encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    h.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    """What makes two tokenizers give the same ids: their full serialised state."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    state = (
+        backend.to_str()
+        if backend is not None
+        else json.dumps(sorted(tokenizer.get_vocab().items()))
+    )
+    extra = [tokenizer.pad_token_id, tokenizer.padding_side, tokenizer.truncation_side]
+    return hashlib.sha256((state + json.dumps(extra)).encode()).hexdigest()
 
 
 def load_base_model(cfg: DictConfig, inputs: Inputs):

@@ -91,7 +91,7 @@ def check_hardware(hw: DictConfig) -> None:
         except ImportError:
             raise UserError(
                 f"hardware={hw.name} quantises to 4-bit NF4 with bitsandbytes, "
-                "which is not installed: pip install -e '.[gpu]' (or set "
+                "which is not installed: pip install 'bitsandbytes>=0.49' (or set "
                 "hardware.quantization=none)."
             ) from None
 
@@ -149,9 +149,72 @@ def load_base_model(
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=bool(hw.gradient_checkpointing)
+            model,
+            use_gradient_checkpointing=bool(hw.gradient_checkpointing),
+            gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     return model
+
+
+HEAD_NAMES = ("score", "classifier")  # Llama/Mistral, BERT-like: what PEFT's SEQ_CLS trains
+
+
+def classification_head(model) -> tuple[str, Any]:
+    """The base model's classification head and its attribute name."""
+    for name in HEAD_NAMES:
+        head = getattr(model, name, None)
+        if head is not None:
+            return name, head
+    raise UserError(
+        f"{type(model).__name__} has no classification head named {' or '.join(HEAD_NAMES)}; "
+        "use a model that AutoModelForSequenceClassification loads with one."
+    )
+
+
+def init_head(model, seed: int) -> None:
+    """A fresh head from the run's seed, as Hugging Face initialises a missing one (normal,
+    std = the config's initializer_range; zero bias), whether or not the checkpoint had one.
+
+    A new generator, not the global one: what the global RNG draws next (LoRA's
+    initialisation, dropout, batches) does not depend on the head's size.
+    """
+    import torch
+
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    gen = torch.Generator().manual_seed(int(seed))
+    _, head = classification_head(model)
+    with torch.no_grad():
+        for module in head.modules():
+            if isinstance(module, torch.nn.Linear):
+                w = torch.empty(module.weight.shape, dtype=torch.float32)
+                module.weight.copy_(w.normal_(0.0, std, generator=gen))
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def empty_device_cache() -> None:
+    """Give cached GPU memory back (between trials of a worker); nothing on CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def memory_in_use() -> dict[str, float]:
+    """This process's memory now, in MiB: resident, and on a GPU allocated and reserved (what
+    a sweep worker still holds between trials)."""
+    import torch
+
+    out: dict[str, float] = {}
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out["rss_mb"] = round(int(line.split()[1]) / 1024, 1)
+    if torch.cuda.is_available():
+        out["gpu_allocated_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+        out["gpu_reserved_mb"] = round(torch.cuda.memory_reserved() / 2**20, 1)
+    return out
 
 
 def check_lora_config(lora_cfg: DictConfig) -> None:
@@ -187,3 +250,10 @@ def add_lora(model, lora_cfg: DictConfig):
                 f"{first_line(e)} Name modules this model has."
             ) from None
         raise
+
+
+def remove_lora(model):
+    """The base model back from `add_lora`'s result: the adapter deleted first (so that the
+    head comes back as loaded, not as trained), then PEFT's layers unloaded."""
+    model.base_model.delete_adapter(model.active_adapter)
+    return model.unload()

@@ -89,6 +89,8 @@ class RunResult:
     train_time_s: float | None = None
     eval_time_s: float | None = None
     startup_s: float | None = None  # job start to the first training step
+    base_reused: bool | None = None  # the base model was kept from an earlier trial
+    peak_gpu_memory_mb: float | None = None  # torch's peak allocation during the run (GPU)
     train_tokens: int | None = None
     train_tokens_per_s: float | None = None
     trainable_params: int | None = None

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from lorahpo import modeling, scoring
-from lorahpo.inputs import Inputs, load_base_model, load_inputs
+from lorahpo import base_cache, modeling, scoring
+from lorahpo.inputs import Inputs
+from lorahpo.plan import check_train_config, training_plan
 from lorahpo.rundir import EvalRecord, RunDir, RunResult
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,14 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
     start = time.time()
     try:
         check_config(cfg)
-        inputs = load_inputs(cfg)
-        model = load_base_model(cfg, inputs)
-        result = train_adapter(cfg, inputs, model, rd, started_at=start)
+        inputs = base_cache.inputs_for(cfg)
+        loads = base_cache.stats["base_loads"]
+        base = base_cache.base_for(cfg, inputs)
+        try:
+            result = train_adapter(cfg, inputs, base, rd, started_at=start)
+        finally:  # also when a scheduler stops the trial (SystemExit) or training fails
+            base_cache.give_back(base)
+        result.base_reused = base_cache.stats["base_loads"] == loads
     except Exception as e:
         rd.write_result(
             RunResult(
@@ -63,8 +69,6 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
 
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be checked without data or a model, before either loads."""
-    from lorahpo.trainer import check_train_config
-
     scoring.check_method(cfg.objective, temperature=1.0, key="objective")
     check_train_config(cfg.train)
     modeling.check_lora_config(cfg.lora)
@@ -74,10 +78,34 @@ def check_config(cfg: DictConfig) -> None:
 def train_adapter(
     cfg: DictConfig, inputs: Inputs, base_model, rd: RunDir, started_at: float | None = None
 ) -> RunResult:
-    """Fresh LoRA adapters on `base_model`, trained with the HF Trainer; the best adapter,
-    its calibration and validation predictions are written to `rd`."""
-    from transformers import DataCollatorWithPadding, set_seed
+    """Fresh LoRA adapters and head on `base_model`, trained with the HF Trainer; the best
+    adapter, its calibration and validation predictions are written to `rd`. The base model
+    comes back without adapters, whatever happens (its head is restored by the caller)."""
+    import torch
+    from transformers import set_seed
+
+    modeling.quiet_transformers()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    set_seed(cfg.seed)  # LoRA and head initialisation follow the run's seed
+    modeling.init_head(base_model, cfg.seed)
+    model = modeling.add_lora(base_model, cfg.lora)
+    try:
+        return _train(cfg, inputs, model, rd, started_at)
+    finally:
+        try:
+            modeling.remove_lora(model)
+        except Exception as e:  # the base cache sees what is left and reloads
+            log.warning("could not remove the LoRA adapters: %s", e)
+
+
+def _train(
+    cfg: DictConfig, inputs: Inputs, model, rd: RunDir, started_at: float | None
+) -> RunResult:
+    from transformers import DataCollatorWithPadding
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    import torch
 
     from lorahpo.trainer import (
         EvalRecorder,
@@ -86,12 +114,8 @@ def train_adapter(
         QuietProgress,
         TrainingDiverged,
         training_arguments,
-        training_plan,
     )
 
-    modeling.quiet_transformers()
-    set_seed(cfg.seed)  # LoRA and head initialisation follow the run's seed
-    model = modeling.add_lora(base_model, cfg.lora)
     trainable, total = model.get_nb_trainable_parameters()
     log.info(
         "%s: %d train / %d validation rows, %s trainable of %s parameters",
@@ -117,6 +141,7 @@ def train_adapter(
         compute_metrics=scorer if validate else None,
         callbacks=[recorder],
         pool_batches=int(cfg.train.pool_batches) if cfg.train.batching == "pooled" else None,
+        train_lengths=inputs.train_lengths,
     )
     trainer.pop_callback(PrinterCallback)  # raw metric dicts: EvalRecorder logs them readably
     if trainer.pop_callback(ProgressCallback):
@@ -136,7 +161,7 @@ def train_adapter(
     shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
     eval_time = sum(r.metrics.get("eval_runtime", 0.0) for r in recorder.records)
     train_time = max(output.metrics["train_runtime"] - eval_time, 1e-9)
-    train_tokens = sum(len(x) for x in inputs.train_ds["input_ids"]) * cfg.train.epochs
+    train_tokens = int(inputs.train_lengths.sum()) * cfg.train.epochs
     result = RunResult(
         status="completed",
         objective_name=cfg.objective,
@@ -159,6 +184,11 @@ def train_adapter(
         trainable_params=trainable,
         total_params=total,
         model_path=inputs.model_path,
+        peak_gpu_memory_mb=(
+            round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            if torch.cuda.is_available()
+            else None
+        ),
     )
     if validate:
         best = recorder.best()

@@ -1,5 +1,6 @@
-"""The HF Trainer as this project uses it: the plan (steps, evaluations), the training
-arguments, the Trainer subclass, and the callbacks that record and report each evaluation.
+"""The HF Trainer as this project uses it: the training arguments, the Trainer subclass, and
+the callbacks that record and report each evaluation (the plan of steps and evaluations is in
+`lorahpo.plan`).
 
 Callbacks, not forks of the training loop: everything a run records goes through
 `EvalRecorder`, which writes `metrics.jsonl` and forwards each evaluation to `lorahpo.report`.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
 from lorahpo import scoring
-from lorahpo.batching import BATCHINGS, PooledLengthSampler
+from lorahpo.batching import PooledLengthSampler
 from lorahpo.errors import UserError
 from lorahpo.report import report
 from lorahpo.rundir import EvalRecord, RunDir
@@ -30,42 +30,6 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(UserError):
     """The validation loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """Steps and evaluations a run will do, so budgets can be stated in evaluations."""
-
-    steps_per_epoch: int
-    total_steps: int
-    eval_steps: int
-    planned_evals: int
-
-
-def check_train_config(train_cfg: DictConfig) -> None:
-    """Checks that need no data or model: fail before anything is loaded."""
-    if train_cfg.batching not in BATCHINGS:
-        raise UserError(
-            f"train.batching={train_cfg.batching!r} is not known; use one of "
-            f"{', '.join(BATCHINGS)} (see README: batching)."
-        )
-    if train_cfg.batching == "pooled" and int(train_cfg.pool_batches) < 1:
-        raise UserError(f"train.pool_batches={train_cfg.pool_batches}: must be >= 1.")
-    if train_cfg.eval_every <= 0:
-        raise UserError(
-            f"train.eval_every={train_cfg.eval_every}: must be > 0 (in epochs, "
-            "e.g. 0.25 for four evaluations per epoch)."
-        )
-
-
-def training_plan(n_train: int, train_cfg: DictConfig, validate: bool = True) -> TrainingPlan:
-    check_train_config(train_cfg)
-    per_step = train_cfg.batch_size * train_cfg.grad_accum
-    steps_per_epoch = math.ceil(n_train / per_step)
-    total = math.ceil(steps_per_epoch * train_cfg.epochs)
-    eval_steps = max(1, round(steps_per_epoch * train_cfg.eval_every))
-    planned = math.ceil(total / eval_steps) if validate else 0
-    return TrainingPlan(steps_per_epoch, total, eval_steps, planned)
 
 
 def training_arguments(
@@ -118,16 +82,22 @@ class InOrderEvalTrainer(Trainer):
     length; our validation set is already sorted by length, and its predictions must line up
     with its rows (val_predictions.csv)."""
 
-    def __init__(self, *args, pool_batches: int | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, pool_batches: int | None = None, train_lengths=None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.pool_batches = pool_batches  # None: the sampler TrainingArguments name
+        self.train_lengths = train_lengths  # tokens per training example, if known
 
     def _get_train_sampler(self, train_dataset=None):
         if self.pool_batches is None:
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = self.train_lengths
+        if lengths is None or len(lengths) != len(dataset):
+            lengths = [len(x) for x in dataset["input_ids"]]
         return PooledLengthSampler(
-            [len(x) for x in dataset["input_ids"]],
+            lengths,
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             self.pool_batches,
             self.args.data_seed if self.args.data_seed is not None else self.args.seed,

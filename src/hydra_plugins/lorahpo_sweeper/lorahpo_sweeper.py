@@ -21,6 +21,9 @@ class LorahpoSweeperConf:
     _target_: str = "hydra_plugins.lorahpo_sweeper.lorahpo_sweeper.LorahpoSweeper"
     # continue the sweep already in hydra.sweep.dir: finished trials are kept, the rest run
     resume: bool = False
+    # a worker keeps the tokenised data and the loaded base model for its next trial
+    # (false: every trial loads its own, as a plain Hydra job would)
+    warm_trials: bool = True
 
 
 ConfigStore.instance().store(
@@ -32,8 +35,8 @@ class LorahpoSweeper(Sweeper):
     """Search algorithm (`search`) x scheduler (`scheduler`) over `search.space`, on Ray Tune;
     every trial is the task run as an ordinary Hydra job in `<sweep_dir>/<n>/`."""
 
-    def __init__(self, resume: bool = False) -> None:
-        self.resume = resume
+    def __init__(self, resume: bool = False, warm_trials: bool = True) -> None:
+        self.resume, self.warm_trials = resume, warm_trials
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
         self.config: DictConfig | None = None
@@ -53,7 +56,12 @@ class LorahpoSweeper(Sweeper):
 
         try:
             return run_sweep(
-                self.hydra_context, self.task_function, self.config, arguments, self.resume
+                self.hydra_context,
+                self.task_function,
+                self.config,
+                arguments,
+                self.resume,
+                warm_trials=self.warm_trials,
             )
         except UserError as e:
             report_user_error(e)

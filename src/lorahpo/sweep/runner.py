@@ -41,7 +41,7 @@ def planned_evals_upper_bound(cfg: DictConfig, space: dict[str, Param]) -> int:
     """The most evaluations any trial of this space will do (the schedulers' budget);
     `cfg` is a trial's config without the searched values."""
     from lorahpo.data import load_frame, split_by_question
-    from lorahpo.trainer import training_plan
+    from lorahpo.plan import training_plan
 
     frame = load_frame(cfg.data)
     n_train = len(
@@ -106,8 +106,12 @@ def _start_ray(hw: DictConfig, root: Path) -> None:
     env = {
         "RAY_CHDIR_TO_TRIAL_DIR": "0",
         "TOKENIZERS_PARALLELISM": "false",
-        "RAY_AIR_NEW_OUTPUT": "0",
-    }  # the classic reporter is silent at verbose=0
+        "RAY_AIR_NEW_OUTPUT": "0",  # the classic reporter is silent at verbose=0
+        # a worker is reused for the next trial (and keeps its loaded base) only if the last
+        # trial's thread ends within this many seconds; Ray's default of 2 is short for
+        # freeing an 8B trial's optimizer and Trainer
+        "TUNE_FUNCTION_THREAD_TIMEOUT_S": "30",
+    }
     os.environ.update(env)
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
@@ -123,7 +127,12 @@ def _start_ray(hw: DictConfig, root: Path) -> None:
 
 
 def run_sweep(
-    hydra_context, task_function, config: DictConfig, arguments: list[str], resume: bool
+    hydra_context,
+    task_function,
+    config: DictConfig,
+    arguments: list[str],
+    resume: bool,
+    warm_trials: bool = True,
 ) -> float:
     """Run (or resume) the sweep; return the best objective. Exits non-zero if none completed."""
     from hydra.core.singleton import Singleton
@@ -175,6 +184,7 @@ def run_sweep(
         fixed,
         str(sweep_dir),
         str(root),
+        warm_trials,
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),

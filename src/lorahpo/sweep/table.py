@@ -50,10 +50,12 @@ def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
     for e in read_jsonl(sweep_dir / EVENTS_FILE):
         trial = events.setdefault(e["trial_id"], {})
         if e["event"] == "start":  # a restarted trial starts afresh...
-            first = trial.get("start")
+            first, worker = trial.get("start"), trial.get("worker")
             trial.clear()
             if first is not None:
                 trial["first_start"] = first
+            if worker is not None:  # the worker may note itself before the driver does
+                trial["worker"] = worker
         if e["event"] == "replayed" and "first_start" in trial:
             # ...unless it had finished and was only replayed: it ran in the first attempt
             trial["start"] = {**trial["first_start"], "params": trial["start"]["params"]}
@@ -81,6 +83,7 @@ def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
             if status == "completed"
             else (min(losses) if losses and status == "stopped" else None)
         )
+        worker = ev.get("worker") or {}
         start = (ev.get("start") or {}).get("time")
         end = (ev.get("complete") or ev.get("error") or {}).get("time")
         rows.append(
@@ -94,6 +97,7 @@ def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
                 "ended_at": _iso(end),
                 "duration_s": round(end - start, 2) if start and end else None,
                 **{key: params.get(key) for key in param_keys},
+                "worker": f"{worker['host']}:{worker['pid']}" if worker else "",
                 "run_dir": str(rd.path),
                 "error_file": str(rd.error_path)
                 if status == "failed" and rd.error_path.exists()
@@ -111,6 +115,7 @@ def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
         "ended_at",
         "duration_s",
         *param_keys,
+        "worker",
         "run_dir",
         "error_file",
         "trial_id",

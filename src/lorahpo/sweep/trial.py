@@ -11,6 +11,7 @@ import fcntl
 import gc
 import json
 import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from lorahpo import base_cache, modeling
 from lorahpo.report import listening
 from lorahpo.rundir import RunDir, read_json, write_json
 from lorahpo.sweep.space import trial_overrides
@@ -54,6 +56,7 @@ class TrialSpec:
     fixed_overrides: list[str]
     sweep_dir: str
     cwd: str  # the driver's working directory: relative paths in overrides resolve from it
+    warm_trials: bool = True  # keep inputs and base model for the worker's next trial
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -64,8 +67,12 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from ray import tune
 
     os.chdir(spec.cwd)
+    base_cache.keep_between_runs(spec.warm_trials)  # the worker's next trial reuses the base
     trial_id = tune.get_context().get_trial_id()
     num = claim_number(Path(spec.sweep_dir), trial_id)
+    record_event(
+        Path(spec.sweep_dir), trial_id, "worker", pid=os.getpid(), host=socket.gethostname()
+    )
     overrides = spec.fixed_overrides + trial_overrides(config)
 
     setup_globals()
@@ -113,14 +120,17 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
                 job_subdir_key="hydra.sweep.subdir",
             )
     finally:
-        _free_memory()
+        gc.collect()  # the trial's Trainer and optimizer: before the next trial allocates
+        modeling.empty_device_cache()
+        record_event(Path(spec.sweep_dir), trial_id, "released", **modeling.memory_in_use())
     if ret.status == JobStatus.FAILED:
         raise ret._return_value  # Ray records the trial as errored; the searcher sees no value
     return None  # the last report stands (returning a value would count as an evaluation)
 
 
 def record_event(sweep_dir: Path, trial_id: str, event: str, **fields: Any) -> None:
-    """Append one trial event (start / complete / error / replayed) with the wall time."""
+    """Append one trial event with the wall time: start / complete / error (the driver),
+    worker / released (the worker: its pid, then its memory after the trial), replayed."""
     with (sweep_dir / EVENTS_FILE).open("a") as f:
         f.write(
             json.dumps({"trial_id": trial_id, "event": event, "time": time.time(), **fields}) + "\n"
@@ -136,15 +146,3 @@ def _replay_finished(rd: RunDir, forward) -> bool:
     for record in rd.read_metrics():
         forward(record.to_json())
     return True
-
-
-def _free_memory() -> None:
-    """Give GPU memory back before the worker runs another trial."""
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass

@@ -1,0 +1,51 @@
+"""A run's plan: how many steps and evaluations its `train` config means, and the checks of
+that config. Light on purpose (no torch, no transformers): the sweep driver computes the
+schedulers' evaluation budget with it before any trial starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from lorahpo.errors import UserError
+
+BATCHINGS = ("random", "length", "pooled")  # train.batching (lorahpo.batching)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Steps and evaluations a run will do, so budgets can be stated in evaluations."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_steps: int
+    planned_evals: int
+
+
+def check_train_config(train_cfg: DictConfig) -> None:
+    """Checks that need no data or model: fail before anything is loaded."""
+    if train_cfg.batching not in BATCHINGS:
+        raise UserError(
+            f"train.batching={train_cfg.batching!r} is not known; use one of "
+            f"{', '.join(BATCHINGS)} (see README: batching)."
+        )
+    if train_cfg.batching == "pooled" and int(train_cfg.pool_batches) < 1:
+        raise UserError(f"train.pool_batches={train_cfg.pool_batches}: must be >= 1.")
+    if train_cfg.eval_every <= 0:
+        raise UserError(
+            f"train.eval_every={train_cfg.eval_every}: must be > 0 (in epochs, "
+            "e.g. 0.25 for four evaluations per epoch)."
+        )
+
+
+def training_plan(n_train: int, train_cfg: DictConfig, validate: bool = True) -> TrainingPlan:
+    check_train_config(train_cfg)
+    per_step = train_cfg.batch_size * train_cfg.grad_accum
+    steps_per_epoch = math.ceil(n_train / per_step)
+    total = math.ceil(steps_per_epoch * train_cfg.epochs)
+    eval_steps = max(1, round(steps_per_epoch * train_cfg.eval_every))
+    planned = math.ceil(total / eval_steps) if validate else 0
+    return TrainingPlan(steps_per_epoch, total, eval_steps, planned)

@@ -1,0 +1,39 @@
+"""bench/gpu_check.py works before a GPU is ever lent: its CPU smoke mode, end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_smoke(tmp_path):
+    out = tmp_path / "check.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/gpu_check.py", "--cpu-smoke", "--out", str(out)],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    by_part = {p: [r for r in rows if r["part"] == p] for p in "ABC"}
+    assert [r["setting"] for r in by_part["A"]] == ["bf16", "bf16 + nf4"]
+    assert all(r["ok"] and 0 < r["objective"] < 3 for r in by_part["A"])
+    sweep = by_part["B"]
+    assert len(sweep) == 3 and all(r["ok"] for r in sweep)
+    assert [("(warm)" in r["setting"]) for r in sweep] == [False, True, True]
+    measured = [r for r in by_part["C"] if r["ok"] is not None]
+    assert {r["setting"] for r in measured} >= {
+        "nf4 + checkpointing (reference)",
+        "bf16 + checkpointing",
+        "bf16",
+    }
+    assert all(r["ok"] and r["tokens_per_s"] > 0 for r in measured)
+    skipped = [r for r in by_part["C"] if r["ok"] is None]
+    assert all("not installed" in r["note"] for r in skipped)
+    assert "| part | check | setting |" in proc.stdout  # the printed table

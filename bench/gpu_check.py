@@ -146,43 +146,27 @@ def throughput(device: str, shape: dict, seq: int, batch: int, steps: int) -> li
     ids = torch.randint(1, shape["vocab_size"], (batch, seq), device=device)
     labels = torch.randint(0, 7, (batch,), device=device)
 
+    def measure(model, name: str, opts: dict) -> dict:
+        return _measure(model, lora, name, opts, ids, labels, steps)
+
     rows = [
-        _measure(model, lora, "bf16 + checkpointing", {"checkpointing": True}, ids, labels, steps),
-        _measure(model, lora, "bf16", {}, ids, labels, steps),
-        _measure(
-            model,
-            lora,
-            "bf16 + flash-attention-2",
-            {"attn": "flash_attention_2"},
-            ids,
-            labels,
-            steps,
-        ),
+        measure(model, "bf16 + checkpointing", {"checkpointing": True}),
+        measure(model, "bf16", {}),
+        measure(model, "bf16 + flash-attention-2", {"attn": "flash_attention_2"}),
     ]
     _quantize_nf4(model, device)  # the reference recipe: it replaces the bf16 weights
     ref = {"checkpointing": True, "kbit": True}
-    rows.insert(
-        0, _measure(model, lora, "nf4 + checkpointing (reference)", ref, ids, labels, steps)
-    )
+    rows.insert(0, measure(model, "nf4 + checkpointing (reference)", ref))
     del model
     gc.collect()
     modeling.empty_device_cache()
+    liger = "bf16 + Liger kernels"
     if importlib.util.find_spec("liger_kernel") is None:
-        rows.append(
-            {
-                **_row(device, "bf16 + Liger kernels"),
-                "ok": None,
-                "note": "liger-kernel not installed",
-            }
-        )
+        rows.append({**_row(device, liger), "ok": None, "note": "liger-kernel not installed"})
     else:  # Liger patches the model's modules for good: a model of its own
-        model = _build(config, device)
-        rows.append(
-            _measure(model, lora, "bf16 + Liger kernels", {"liger": True}, ids, labels, steps)
-        )
-    del model
-    gc.collect()
-    modeling.empty_device_cache()
+        rows.append(measure(_build(config, device), liger, {"liger": True}))
+        gc.collect()
+        modeling.empty_device_cache()
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import warnings
 from pathlib import Path
 
@@ -136,3 +137,31 @@ def test_warm_trials_do_not_leak(warm, tmp_path):
     assert warm["base_loads"] == 1
     print("resident MB after each trial:", [round(x) for x in rss])
     assert rss[9] <= rss[1] * 1.03, rss
+
+
+@pytest.mark.slow
+def test_out_of_gpu_memory_names_the_fixes_and_frees_the_trial(warm, tmp_path, monkeypatch):
+    """CUDA out-of-memory in a training step (raised here on CPU: the GPU is the boundary):
+    the run fails with the fixes named, and the worker's next trial runs on the same base."""
+    from lorahpo.errors import UserError
+    from lorahpo.trainer import InOrderEvalTrainer
+
+    def out_of_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    run(compose_cfg(*SMOKE), tmp_path / "first")
+    base = base_cache.kept()[1]
+    with monkeypatch.context() as m:
+        m.setattr(InOrderEvalTrainer, "training_step", out_of_memory)
+        with pytest.raises(UserError) as e:
+            run(compose_cfg(*SMOKE, "seed=3"), tmp_path / "oom")
+    message = str(e.value)
+    assert "out of GPU memory" in message and "Tried to allocate 2.00 GiB" in message
+    for fix in ("train.batch_size", "train.grad_accum", "nf4", "gradient_checkpointing"):
+        assert fix in message
+    assert e.value.__context__ is None  # the failed step's frames are not kept alive
+    result = json.loads((tmp_path / "oom" / "result.json").read_text())
+    assert result["status"] == "failed" and "train.batch_size" in result["error"]
+    assert "OutOfMemoryError" in (tmp_path / "oom" / "error.txt").read_text()
+    run(compose_cfg(*SMOKE, "seed=4"), tmp_path / "after")  # the next trial, warm
+    assert base_cache.kept()[1] is base and warm["base_loads"] == 1

@@ -48,6 +48,14 @@ def test_label_outside_range_names_row_and_value(tmp_path, value, row):
     assert "0..6" in msg and str(p) in msg
 
 
+def test_bad_label_after_multiline_fields_names_the_physical_lines(tmp_path):
+    text = 'Question,Response,target\nq,"one\ntwo\nthree",0\n\nq,"four\nfive",9\n'
+    p = _write(tmp_path, text)
+    with pytest.raises(UserError) as e:
+        _read(p)
+    assert "on data row 2 (lines 6-7 of the file)" in str(e.value)
+
+
 def test_label_range_follows_num_labels(tmp_path):
     p = _write(tmp_path, "Question,Response,target\nq,a,0\nq,b,2\n")
     assert list(_read(p, num_labels=3)["target"]) == [0, 2]

@@ -1,5 +1,8 @@
 """The model path on the tiny model and the packaged MiniLM: real weights, real PEFT."""
 
+import shutil
+from pathlib import Path
+
 import torch
 from omegaconf import OmegaConf
 
@@ -76,10 +79,13 @@ def test_minilm_ships_in_a_package_and_takes_lora():
     assert model(**tok(["hello world"], return_tensors="pt")).logits.shape == (1, 7)
 
 
-def test_real_model_without_weights_names_model_path(tmp_path):
+def test_real_model_without_weights_names_model_path(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
     cfg = compose_cfg("model=mistral_7b")
     for path, expected in [
-        (None, "set model.path"),
+        (None, "hf download mistralai/Mistral-7B-v0.1"),
         (str(tmp_path), "without config.json"),
         ("mistralai/Mistral-7B-v0.1", "downloads are off"),
     ]:
@@ -90,3 +96,27 @@ def test_real_model_without_weights_names_model_path(tmp_path):
             assert "model.path" in str(e) and expected in str(e)
         else:
             raise AssertionError(f"model.path={path} was accepted")
+
+
+def fake_hub_cache(root: Path, repo_id: str, model_folder: str) -> Path:
+    """A hub cache laid out as `hf download` leaves it, holding `model_folder`'s files."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / "0123abcd"
+    shutil.copytree(model_folder, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    return snapshot
+
+
+def test_a_hub_model_is_found_in_the_local_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from lorahpo.inputs import load_inputs
+
+    tiny = load_inputs(compose_cfg("debug=smoke")).model_path
+    snapshot = fake_hub_cache(tmp_path, "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", tiny)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    cfg = compose_cfg("model=deepseek")
+    assert modeling.resolve_model_path(cfg.model, [], 7, 0, str(tmp_path)) == str(snapshot)
+    cfg.model.path = "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"  # a hub id as the path
+    assert modeling.resolve_model_path(cfg.model, [], 7, 0, str(tmp_path)) == str(snapshot)

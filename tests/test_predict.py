@@ -115,6 +115,7 @@ def test_bad_inputs_get_clear_messages(trained, tmp_path):
         ([f"run_dir={trained}", f"data.test_path={binary}"], "not CSV text"),
         ([f"run_dir={trained}", f"data.test_path={labels}"], "label '9'"),
         ([f"run_dir={trained}", f"data.test_path={tmp_path / 'none.csv'}"], "no such file"),
+        ([f"data.test_path={labels}"], "`python infer.py run_dir=...`"),  # the command typed
     ]
     for args, needle in cases:
         proc = _infer(*args)

@@ -45,6 +45,22 @@ def _check_run_dirs(sweep_dir, trials, params):
         assert not (run_dir / "checkpoints").exists()
 
 
+def _check_study(sweep_dir, trials):
+    """Whatever the searcher, the sweep is an Optuna study in study.db, trial for trial."""
+    import optuna
+
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{sweep_dir}/study.db")
+    states = {"completed": "COMPLETE", "stopped": "PRUNED", "failed": "FAIL"}
+    assert len(study.trials) == len(trials)
+    for t in study.trials:
+        row = trials[trials["number"] == t.user_attrs["number"]].iloc[0]
+        assert t.state.name == states[row["status"]]
+        assert len(t.intermediate_values) == row["evals_done"]
+        if row["status"] == "completed":
+            assert t.value == pytest.approx(row["objective"])
+        assert t.params["lora.r"] == row["lora.r"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "search,scheduler",
@@ -78,8 +94,9 @@ def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
     best = yaml.safe_load((tmp_path / "experiment/best.yaml").read_text())
     best_row = trials.loc[trials[trials.status == "completed"]["objective"].idxmin()]
     assert best["train"]["lr"] == pytest.approx(best_row["train.lr"])
-    assert (tmp_path / "objective_per_trial.png").stat().st_size > 1000
-    assert (tmp_path / "params_vs_objective.png").stat().st_size > 1000
+    for png in ["learning_curves", "optimization_history", "slice", "parallel_coordinate"]:
+        assert (tmp_path / f"{png}.png").stat().st_size > 1000, png
+    _check_study(tmp_path, trials)
     assert f"best: trial {int(best_row['number'])}" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     if search != "grid":  # the first trial is the default run (start point), for every searcher
@@ -151,9 +168,12 @@ def test_bad_space_is_reported_before_any_trial(tmp_path):
 
 
 def test_a_real_model_without_weights_stops_the_sweep_before_any_trial(tmp_path):
-    proc, trials = _sweep(tmp_path, "model=mistral", "search=tpe", ok=False)
+    env = {"HF_HUB_CACHE": str(tmp_path / "empty-hub-cache")}
+    proc, trials = _sweep(tmp_path, "model=mistral", "search=tpe", ok=False, env=env)
     assert proc.returncode == 2 and trials is None
-    assert "model=mistral_7b needs its weights: set model.path" in " ".join(proc.stderr.split())
+    message = " ".join(proc.stderr.split())
+    assert "model=mistral_7b needs its weights" in message
+    assert "hf download mistralai/Mistral-7B-v0.1" in message and "model.path" in message
     assert "Traceback" not in proc.stderr and not list(tmp_path.glob("[0-9]*"))
 
 
@@ -381,3 +401,112 @@ def test_trials_share_a_worker_and_its_4bit_base(tmp_path):
     results = [json.loads((tmp_path / str(n) / "result.json").read_text()) for n in trials.number]
     assert [r["base_reused"] for r in results] == [False, True, True]
     assert all(r["startup_s"] < results[0]["startup_s"] for r in results[1:])
+
+
+def test_trials_that_fit_count_per_node():
+    from lorahpo.sweep.runner import trials_that_fit
+
+    two_cpu = [{"CPU": 2.0}]
+    assert trials_that_fit(two_cpu, 2, 0) == 1 and trials_that_fit(two_cpu, 1, 0) == 2
+    assert trials_that_fit(two_cpu, 8, 0) == 0 and trials_that_fit(two_cpu, 1, 1) == 0
+    # a trial runs on one node: two 4-CPU nodes do not hold a 6-CPU trial
+    assert trials_that_fit([{"CPU": 4.0}, {"CPU": 4.0}], 6, 0) == 0
+    assert trials_that_fit([{"CPU": 16.0, "GPU": 4.0}, {"CPU": 8.0, "GPU": 1.0}], 4, 1) == 5
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["hardware.cpus_per_trial=512"], ["hardware.cpus_per_trial=512", "no node"]),
+        (["hardware=gpu"], ["1 GPU(s)", "use hardware=cpu"]),
+    ],
+)
+def test_a_trial_no_node_can_hold_stops_the_sweep_before_any_trial(tmp_path, args, needles):
+    proc, trials = _sweep(tmp_path, *args, ok=False)
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and trials is None, proc.stderr[-2000:]
+    assert all(n in message for n in needles), message
+    assert "Traceback" not in proc.stderr and not list(tmp_path.glob("[0-9]*"))
+
+
+@pytest.mark.slow
+def test_a_concurrency_the_machine_cannot_reach_is_said_before_the_first_trial(tmp_path):
+    proc, trials = _sweep(
+        tmp_path, "search=random", "search.n_trials=1", "hardware.concurrency=512"
+    )
+    assert "[sweep] note: hardware.concurrency=512, but the Ray cluster" in proc.stdout
+    assert "will run at a time" in proc.stdout and len(trials) == 1
+
+
+@pytest.mark.slow
+def test_a_running_sweep_can_be_watched(tmp_path):
+    """trials.csv is rewritten after each finished trial (running trials marked), and a
+    status line reports the running trials while they run."""
+    cmd = [sys.executable, "train.py", "-m", *SMOKE, "search=random", "search.n_trials=3"]
+    cmd += ["scheduler=fifo", "hydra.sweeper.status_every=1", f"hydra.sweep.dir={tmp_path}"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE)
+    seen = set()
+    while proc.poll() is None:  # snapshots of trials.csv while the sweep runs
+        try:
+            table = pd.read_csv(tmp_path / "trials.csv")
+            seen.add(tuple(sorted(table["status"])))
+        except (FileNotFoundError, pd.errors.EmptyDataError, KeyError):
+            pass
+        time.sleep(0.2)
+    out = proc.stdout.read()
+    assert proc.returncode == 0, out[-2000:]
+    assert any(len(s) < 3 or "running" in s for s in seen), seen  # written before the end
+    status = [line for line in out.splitlines() if " elapsed | " in line]
+    assert status and "done |" in status[0], out[-2000:]
+
+
+def _start_sweep(sweep_dir, *args):
+    cmd = [sys.executable, "train.py", "-m", *SMOKE, *args, f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _wait_for_event(sweep_dir, event, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        path = sweep_dir / "trial_events.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                e = json.loads(line)
+                if e["event"] == event:
+                    return e
+        time.sleep(0.2)
+    raise AssertionError(f"no {event} event within {timeout} s")
+
+
+@pytest.mark.slow
+def test_a_second_sweep_into_a_running_sweeps_directory_stops_at_once(tmp_path):
+    first = _start_sweep(tmp_path, "search=random", "search.n_trials=2", "scheduler=fifo")
+    _wait_for_event(tmp_path, "start")
+    second, _ = _sweep(tmp_path, "search=random", "hydra.sweeper.resume=true", ok=False)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    message = " ".join(second.stderr.split())
+    assert second.returncode == 2 and "another sweep is running in" in message
+    assert f"pid {first.pid}" in message and "Traceback" not in second.stderr
+    assert len(pd.read_csv(tmp_path / "trials.csv")) == 2  # the first was not disturbed
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_trial_with_a_memory_hint_and_the_sweep_goes_on(tmp_path):
+    sweep = _start_sweep(
+        tmp_path, "search=random", "search.n_trials=2", "scheduler=fifo", "train.epochs=4"
+    )
+    worker = _wait_for_event(tmp_path, "worker")
+    time.sleep(3)  # inside the first trial
+    os.kill(worker["pid"], signal.SIGKILL)  # as the kernel's out-of-memory killer does
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-3000:]
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert list(trials["status"]) == ["failed", "completed"]
+    result = json.loads((tmp_path / "0" / "result.json").read_text())
+    assert "worker process died" in result["error"] and "GiB of memory" in result["error"]
+    assert "out-of-memory killer" in out  # the progress line says it too

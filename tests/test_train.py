@@ -7,7 +7,7 @@ import math
 import pytest
 import yaml
 
-from conftest import read_jsonl, run_cli
+from conftest import compose_cfg, read_jsonl, run_cli
 
 pytestmark = pytest.mark.slow  # every test here runs the real CLI (seconds to a minute)
 
@@ -117,7 +117,34 @@ def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
     ],
 )
 def test_bad_settings_exit_with_one_clear_message(tmp_path, args, needles):
-    _user_error(run_cli(*args, "debug=smoke", f"hydra.run.dir={tmp_path}"), *needles)
+    env = {"HF_HUB_CACHE": str(tmp_path / "empty-hub-cache")}  # no model found by its hub id
+    _user_error(run_cli(*args, "debug=smoke", f"hydra.run.dir={tmp_path}", env=env), *needles)
+
+
+@pytest.mark.slow
+def test_model_by_short_name_from_the_hub_cache(tmp_path):
+    """`model=deepseek` without model.path: the weights come from the local HF cache."""
+    from test_modeling import fake_hub_cache
+
+    from lorahpo.inputs import load_inputs
+
+    tiny = load_inputs(compose_cfg("debug=smoke")).model_path  # a Llama-shaped stand-in
+    snapshot = fake_hub_cache(tmp_path / "hub", "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", tiny)
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "model=deepseek",
+        "debug=smoke",
+        f"hydra.run.dir={run_dir}",
+        env={"HF_HUB_CACHE": str(tmp_path / "hub")},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "completed" and result["model_path"] == str(snapshot)
+    env = json.loads((run_dir / "environment.json").read_text())  # what reproducing it needs
+    assert env["model"]["hub_repo"] == "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"
+    assert env["model"]["hub_revision"] == "0123abcd"
+    assert env["packages"]["torch"] and env["packages"]["peft"] and env["python"]
+    assert len(env["git"]["commit"]) == 40  # the tests run from a checkout
 
 
 def test_bad_csv_exits_with_message_naming_file_and_column(tmp_path):

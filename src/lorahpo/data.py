@@ -77,7 +77,7 @@ def read_csv(path: str | Path, key: str, columns: Columns, num_labels: int | Non
     frame[columns.question] = frame[columns.question].fillna("")
     frame[columns.text] = frame[columns.text].fillna("")
     if num_labels:
-        frame[columns.label] = _labels(frame[columns.label], where, num_labels)
+        frame[columns.label] = _labels(frame[columns.label], where, num_labels, p)
     return frame
 
 
@@ -89,18 +89,37 @@ def _undecodable(head: bytes) -> bool:
     return False
 
 
-def _labels(raw: pd.Series, where: str, num_labels: int) -> pd.Series:
+def _labels(raw: pd.Series, where: str, num_labels: int, path: Path) -> pd.Series:
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() | (values % 1 != 0) | (values < 0) | (values >= num_labels)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
+        first, last = row_lines(path, i)
+        lines = f"line {first}" if first == last else f"lines {first}-{last}"
         raise UserError(
-            f"{where}: label {raw.iloc[i]!r} on data row {i + 1} (line {i + 2} of the file) is "
+            f"{where}: label {raw.iloc[i]!r} on data row {i + 1} ({lines} of the file) is "
             f"not an integer in 0..{num_labels - 1}; {int(bad.sum())} row(s) are like this. Fix "
             f"the labels, or set data.num_labels if there really are more than {num_labels} "
             "classes."
         )
     return values.astype(int)
+
+
+def row_lines(path: Path, row: int) -> tuple[int, int]:
+    """The physical lines (1-based, first and last) of data row `row` (0-based) of a CSV:
+    a quoted field may span several lines, so row i is not always line i + 2."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)  # the header
+        end = reader.line_num
+        n = -1
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if record:  # blank lines are not rows (as pandas reads them)
+                n += 1
+                if n == row:
+                    return start, end
+    return row + 2, row + 2
 
 
 def load_frame(cfg: DictConfig) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import functools
 import sys
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from omegaconf.errors import MissingMandatoryValue
@@ -42,7 +43,7 @@ def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
             if isinstance(e, MissingMandatoryValue):
                 e = UserError(
                     f"config key {e.full_key} has no value; set it on the command "
-                    f"line, e.g. `python train.py {e.full_key}=...`."
+                    f"line, e.g. `python {_script()} {e.full_key}=...`."
                 )
             report_user_error(e)
 
@@ -54,6 +55,12 @@ def report_user_error(e: Exception) -> NoReturn:
     msg = textwrap.fill(str(e), width=100, break_long_words=False, break_on_hyphens=False)
     print(f"error: {msg}", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def _script() -> str:
+    """The entry script as the user typed it (train.py, infer.py, tune_openbox.py)."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.endswith(".py") else "train.py"
 
 
 def _in_multirun() -> bool:

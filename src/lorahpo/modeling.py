@@ -31,12 +31,26 @@ def resolve_model_path(
         arch = OmegaConf.to_container(model_cfg.arch, resolve=True)
         return str(build_tiny_model(texts, cache_dir, num_labels, arch, seed))
     path = model_cfg.get("path")
+    hub_id = model_cfg.get("hub_id")
     if not path:
+        if hub_id:
+            cached = hub_cache_folder(str(hub_id))
+            if cached:
+                return cached
+            if model_cfg.get("allow_download"):
+                return str(hub_id)
         raise UserError(
-            f"model={model_cfg.name} needs its weights: set model.path to a local folder that "
-            "holds config.json, the tokenizer and the *.safetensors files (e.g. "
-            f"model.path=/data/models/{model_cfg.name}). Nothing is downloaded unless you also "
-            "set model.allow_download=true and give a hub id as model.path."
+            f"model={model_cfg.name} needs its weights, and "
+            + (
+                f"{hub_id} is not in the local Hugging Face cache ({hub_cache_dir()}). "
+                f"Download it once with `hf download {hub_id}`, or set model.path to a "
+                "local folder that holds config.json, the tokenizer and the *.safetensors "
+                f"files (e.g. model.path=/data/models/{model_cfg.name})."
+                if hub_id
+                else "none is set: set model.path to a local folder that holds config.json, "
+                "the tokenizer and the *.safetensors files."
+            )
+            + " Nothing is downloaded at run time unless model.allow_download=true."
         )
     path = str(path)
     if path.startswith(PACKAGE_PREFIX):
@@ -57,13 +71,37 @@ def resolve_model_path(
                 "the folder of a saved Hugging Face model."
             )
         return str(local)
+    cached = hub_cache_folder(path) if "/" in path and not path.startswith((".", "/")) else None
+    if cached:
+        return cached
     if not model_cfg.get("allow_download"):
         raise UserError(
-            f"model.path={path} is not a local folder, and downloads are off. Download the "
-            "weights once (e.g. `hf download <repo> --local-dir <folder>`) and set "
-            "model.path=<folder>, or set model.allow_download=true to fetch from the hub."
+            f"model.path={path} is neither a local folder nor a model in the local Hugging "
+            f"Face cache ({hub_cache_dir()}), and downloads are off. Download the weights "
+            "once (`hf download <repo>`, or `hf download <repo> --local-dir <folder>` and "
+            "model.path=<folder>), or set model.allow_download=true to fetch from the hub."
         )
     return path
+
+
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache this process reads (HF_HUB_CACHE, else HF_HOME/hub)."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def hub_cache_folder(repo_id: str) -> str | None:
+    """The snapshot folder of `repo_id` in the local hub cache (its `main` revision), or None.
+    Never touches the network."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True, cache_dir=hub_cache_dir())
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return folder if (Path(folder) / "config.json").exists() else None
 
 
 def quiet_transformers() -> None:

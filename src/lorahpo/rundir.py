@@ -10,11 +10,13 @@ place and a result written by a finished run and by an early-stopped trial has o
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 RESULT = "result.json"  # how the run ended: RunResult
 METRICS = "metrics.jsonl"  # one EvalRecord per line, in evaluation order
 ERROR = "error.txt"  # the traceback of a failed run
@@ -22,6 +24,7 @@ ADAPTER = "adapter"  # the PEFT adapter + tokenizer of a completed run
 CALIBRATION = "calibration.json"  # what inference needs to post-process like the best eval
 VAL_PREDICTIONS = "val_predictions.csv"  # the best evaluation's logits per validation row
 CHECKPOINTS = "checkpoints"  # the Trainer's working checkpoints; removed when a run ends
+ENVIRONMENT = "environment.json"  # what reproducing the run needs: versions, GPU, model, commit
 
 STATUSES = ("completed", "stopped", "failed", "interrupted")
 
@@ -126,10 +129,15 @@ class RunDir:
     calibration_path = property(lambda self: self.path / CALIBRATION)
     predictions_path = property(lambda self: self.path / VAL_PREDICTIONS)
     checkpoints_path = property(lambda self: self.path / CHECKPOINTS)
+    environment_path = property(lambda self: self.path / ENVIRONMENT)
 
     def read_result(self) -> RunResult | None:
         """The run's result, or None if it has none yet (or an unreadable one)."""
         obj = read_json(self.result_path)
+        if obj is None and self.result_path.exists():
+            log.warning(
+                "%s is unreadable (cut short?): the run counts as unfinished", self.result_path
+            )
         return RunResult.from_json(obj) if obj else None
 
     def write_result(self, result: RunResult) -> None:
@@ -168,9 +176,28 @@ def write_json(path: Path, obj: Any) -> None:
     tmp.replace(path)
 
 
+def write_csv(path: Path, frame: Any) -> None:
+    """A pandas table written atomically, as `write_json` (trials.csv is read while a sweep
+    runs, and on resume)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """One JSON object per non-empty line; a missing file is an empty list."""
+    """One JSON object per non-empty line; a missing file is an empty list. A line that does
+    not parse (a process killed while appending it) is skipped with a warning: losing one
+    record must not make the rest unreadable."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            log.warning("%s line %d is not valid JSON (cut short?): skipped", path, n)
+    return out

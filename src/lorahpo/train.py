@@ -15,10 +15,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from lorahpo import base_cache, modeling, scoring
+from lorahpo import base_cache, modeling, provenance, scoring
+from lorahpo.errors import UserError, first_line
 from lorahpo.inputs import Inputs
 from lorahpo.plan import check_train_config, training_plan
-from lorahpo.rundir import EvalRecord, RunDir, RunResult
+from lorahpo.rundir import EvalRecord, RunDir, RunResult, write_json
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,13 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
     rd = RunDir(run_dir or _hydra_run_dir())
     rd.path.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    root = cfg.paths.root
+    write_json(rd.environment_path, provenance.environment(root, None))
+    failure: Exception | None = None
     try:
         check_config(cfg)
         inputs = base_cache.inputs_for(cfg)
+        write_json(rd.environment_path, provenance.environment(root, inputs.model_path))
         loads = base_cache.stats["base_loads"]
         base = base_cache.base_for(cfg, inputs)
         try:
@@ -43,15 +48,21 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
             base_cache.give_back(base)
         result.base_reused = base_cache.stats["base_loads"] == loads
     except Exception as e:
+        failure = explain(e)
         rd.write_result(
             RunResult(
                 status="failed",
-                error=f"{type(e).__name__}: {e}",
+                error=f"{type(failure).__name__}: {failure}",
                 wall_time_s=round(time.time() - start, 2),
             )
         )
         rd.error_path.write_text(traceback.format_exc())
-        raise
+        if failure is e:
+            raise
+    if failure is not None:
+        # raised out here, not inside `except`: the original exception and its frames (which
+        # hold the failed step's GPU tensors) are gone before the worker's next trial
+        raise failure
     result.wall_time_s = round(time.time() - start, 2)
     rd.write_result(result)
     rd.error_path.unlink(missing_ok=True)  # from an earlier failed run in this folder
@@ -65,6 +76,21 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
     else:
         log.info("done: trained on all %d rows, no validation (%s)", result.train_rows, rd.path)
     return result.objective
+
+
+def explain(e: Exception) -> Exception:
+    """The error to report for `e`: running out of GPU memory becomes one that names the
+    fixes; anything else is itself."""
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError):
+        return UserError(
+            f"out of GPU memory while training ({first_line(e)}). Lower train.batch_size "
+            "(raising train.grad_accum keeps the effective batch), quantise the base with "
+            "hardware.quantization=nf4, or set hardware.gradient_checkpointing=true; in a "
+            "sweep, a smaller hardware.concurrency per GPU or data.max_length helps too."
+        )
+    return e
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -102,10 +128,9 @@ def train_adapter(
 def _train(
     cfg: DictConfig, inputs: Inputs, model, rd: RunDir, started_at: float | None
 ) -> RunResult:
+    import torch
     from transformers import DataCollatorWithPadding
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    import torch
 
     from lorahpo.trainer import (
         EvalRecorder,

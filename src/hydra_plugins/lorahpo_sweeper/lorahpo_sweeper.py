@@ -24,6 +24,8 @@ class LorahpoSweeperConf:
     # a worker keeps the tokenised data and the loaded base model for its next trial
     # (false: every trial loads its own, as a plain Hydra job would)
     warm_trials: bool = True
+    # while trials run, a status line this often (seconds)
+    status_every: float = 30.0
 
 
 ConfigStore.instance().store(
@@ -35,8 +37,10 @@ class LorahpoSweeper(Sweeper):
     """Search algorithm (`search`) x scheduler (`scheduler`) over `search.space`, on Ray Tune;
     every trial is the task run as an ordinary Hydra job in `<sweep_dir>/<n>/`."""
 
-    def __init__(self, resume: bool = False, warm_trials: bool = True) -> None:
-        self.resume, self.warm_trials = resume, warm_trials
+    def __init__(
+        self, resume: bool = False, warm_trials: bool = True, status_every: float = 30.0
+    ) -> None:
+        self.resume, self.warm_trials, self.status_every = resume, warm_trials, status_every
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
         self.config: DictConfig | None = None
@@ -62,6 +66,7 @@ class LorahpoSweeper(Sweeper):
                 arguments,
                 self.resume,
                 warm_trials=self.warm_trials,
+                status_every=self.status_every,
             )
         except UserError as e:
             report_user_error(e)

@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from ray.tune import Callback
 
 from lorahpo.errors import UserError, first_line
+from lorahpo.rundir import RunDir, RunResult
 from lorahpo.sweep import algorithms, table
+from lorahpo.sweep.lock import hold_sweep_lock
 from lorahpo.sweep.space import (
     Param,
     build_space,
@@ -28,7 +31,7 @@ from lorahpo.sweep.space import (
     start_points,
     trial_overrides,
 )
-from lorahpo.sweep.summary import summarize
+from lorahpo.sweep.summary import LiveSummary, request_summary, summarize
 from lorahpo.sweep.trial import TrialSpec, record_event, run_trial
 from lorahpo.sweep.warm_start import evaluated_points, sweep_dirs, warm_start
 
@@ -75,29 +78,116 @@ def _check_model_weights(cfg: DictConfig) -> None:
 
 
 class TrialEvents(Callback):
-    """Records trial start / end times and parameters in the sweep directory, and prints one
-    line per finished trial (Ray's own per-trial tables are too loud for long sweeps)."""
+    """Records trial start / end times and parameters in the sweep directory; after every
+    finished trial prints one line and rewrites the summary (trials.csv, best experiment,
+    plots); while trials run, prints a status line every `status_every` seconds. (Ray's own
+    per-trial tables are too loud for long sweeps.)"""
 
-    def __init__(self, sweep_dir: Path, n_trials: int | None) -> None:
+    def __init__(
+        self,
+        sweep_dir: Path,
+        n_trials: int | None,
+        concurrency: int,
+        status_every: float = 30.0,
+    ) -> None:
         self.sweep_dir, self.n_trials = sweep_dir, n_trials
+        self.concurrency, self.status_every = concurrency, status_every
+        self.began = self.last_status = time.time()
+        self.durations: list[float] = []
+        self.started: dict[str, float] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.started[trial.trial_id] = time.time()
         record_event(self.sweep_dir, trial.trial_id, "start", params=plain_params(trial.config))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record_event(self.sweep_dir, trial.trial_id, "complete")
-        self._progress(trials, trial, failed=False)
+        self._finished(trials, trial, failed=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         record_event(self.sweep_dir, trial.trial_id, "error")
-        self._progress(trials, trial, failed=True)
+        self._explain_lost_worker(trial)
+        self._finished(trials, trial, failed=True)
 
-    def _progress(self, trials, trial, failed: bool) -> None:
+    def _explain_lost_worker(self, trial) -> None:
+        """A trial whose worker process died (killed from outside, typically by the kernel's
+        out-of-memory killer) left no result: record it as failed, saying so."""
+        num = table.read_trial_numbers(self.sweep_dir).get(trial.trial_id)
+        if num is None:
+            return
+        rd = RunDir(self.sweep_dir / str(num))
+        result = rd.read_result()
+        if result is not None and result.status == "failed":
+            return  # the trial recorded its own failure
+        ray_error = str(trial.get_error() or "the worker process exited")
+        rd.path.mkdir(parents=True, exist_ok=True)
+        rd.error_path.write_text(ray_error + "\n")
+        rd.write_result(RunResult(status="failed", error=worker_died_message(ray_error)))
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.time()
+        if now - self.last_status < self.status_every:
+            return
+        self.last_status = now
+        running = [t for t in trials if t.status == "RUNNING"]
+        if running:
+            print(f"[sweep] {self._status(trials, running, now)}", flush=True)
+
+    def _finished(self, trials, trial, failed: bool) -> None:
+        if trial.trial_id in self.started:
+            self.durations.append(time.time() - self.started.pop(trial.trial_id))
         line = table.progress_line(self.sweep_dir, trial.trial_id, failed, trial.last_result or {})
         done = 1 + sum(t.is_finished() and t is not trial for t in trials)
-        running = sum(t.status == "RUNNING" and t is not trial for t in trials)
+        running = {t.trial_id for t in trials if t.status == "RUNNING" and t is not trial}
         total = self.n_trials or len(trials)
-        print(f"[sweep] {line} | {done}/{total} done, {running} running", flush=True)
+        print(f"[sweep] {line} | {done}/{total} done, {len(running)} running", flush=True)
+        request_summary(self.sweep_dir, running)
+
+    def _status(self, trials, running, now: float) -> str:
+        """`3:10 elapsed | 5/16 done | trial 5 eval 3/12 0.8123, ... | best 0.4419 | ~6 min
+        left` from what Ray knows of each trial."""
+        done = sum(t.is_finished() for t in trials)
+        total = self.n_trials or len(trials)
+        parts = []
+        for t in running:
+            r = t.last_result or {}
+            if "objective" in r:
+                parts.append(
+                    f"trial {r.get('trial_num', '?')} eval {r.get('training_iteration', '?')}"
+                    f"/{r.get('planned_evals') or '?'} {r['objective']:.4f}"
+                )
+            else:
+                parts.append("a trial starting")
+        finished = [t.last_result.get("objective") for t in trials if t.is_finished()]
+        finished = [x for x in finished if isinstance(x, float)]
+        best = f"best so far {min(finished):.4f}" if finished else "no trial finished yet"
+        line = f"{_clock(now - self.began)} elapsed | {done}/{total} done | "
+        line += ", ".join(parts) + f" | {best}"
+        if self.durations:
+            mean = sum(self.durations) / len(self.durations)
+            left = (total - done) * mean / max(1, min(self.concurrency, len(running)))
+            line += f" | ~{_clock(left)} left"
+        return line
+
+
+def worker_died_message(ray_error: str) -> str:
+    """What to tell a user whose trial lost its worker process."""
+    import psutil
+
+    mem = psutil.virtual_memory()
+    return (
+        f"the trial's worker process died ({first_line(ray_error)[:200]}). It was killed "
+        "from outside, most often by the kernel's out-of-memory killer: this machine has "
+        f"{mem.total / 2**30:.1f} GiB of memory ({mem.available / 2**30:.1f} GiB free now). "
+        "If it ran out of memory, lower hardware.concurrency, train.batch_size or "
+        "data.max_length, or use hardware.quantization=nf4; the other trials go on."
+    )
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _start_ray(hw: DictConfig, root: Path) -> None:
@@ -126,6 +216,54 @@ def _start_ray(hw: DictConfig, root: Path) -> None:
         ray.init(**kwargs)
 
 
+def trials_that_fit(nodes: list[dict[str, float]], cpus: float, gpus: float) -> int:
+    """How many trials of `cpus` CPUs and `gpus` GPUs the nodes' resources hold at once
+    (a trial runs on one node)."""
+    total = 0
+    for res in nodes:
+        fit = math.floor(res.get("CPU", 0) / cpus + 1e-9) if cpus > 0 else 10**6
+        if gpus > 0:
+            fit = min(fit, math.floor(res.get("GPU", 0) / gpus + 1e-9))
+        total += fit
+    return total
+
+
+def _check_resources(hw: DictConfig) -> None:
+    """Before any trial: a trial no node can hold is an error (Ray would wait for ever); a
+    concurrency the cluster cannot reach is said once, with the fix."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    cpus, gpus = float(hw.cpus_per_trial), float(hw.gpus_per_trial)
+    have = ", ".join(
+        f"{res.get('CPU', 0):g} CPU{'s' * (res.get('CPU', 0) != 1)} / {res.get('GPU', 0):g} GPU"
+        for res in nodes
+    )
+    if trials_that_fit(nodes, cpus, gpus) == 0:
+        need = f"{cpus:g} CPU(s)" + (f" and {gpus:g} GPU(s)" if gpus else "")
+        fix = (
+            "use hardware=cpu (or a machine or Ray cluster with GPUs)"
+            if gpus and not any(res.get("GPU", 0) for res in nodes)
+            else "lower hardware.cpus_per_trial / hardware.gpus_per_trial to fit a node"
+        )
+        raise UserError(
+            f"hardware={hw.name}: each trial needs {need} (hardware.cpus_per_trial="
+            f"{hw.cpus_per_trial}, hardware.gpus_per_trial={hw.gpus_per_trial}), and no node "
+            f"of the Ray cluster has that much ({have}); no trial could ever start. {fix}."
+        )
+    fit = trials_that_fit(nodes, cpus, gpus)
+    if fit < hw.concurrency:
+        print(
+            f"[sweep] note: hardware.concurrency={hw.concurrency}, but the Ray cluster "
+            f"({have}) holds {fit} trial(s) of {cpus:g} CPU(s)"
+            + (f" and {gpus:g} GPU(s)" if gpus else "")
+            + f" at once: {fit} will run at a time. For more, lower hardware.cpus_per_trial"
+            + (" (e.g. hardware.cpus_per_trial=1)" if cpus > 1 else "")
+            + " or add nodes.",
+            flush=True,
+        )
+
+
 def run_sweep(
     hydra_context,
     task_function,
@@ -133,6 +271,7 @@ def run_sweep(
     arguments: list[str],
     resume: bool,
     warm_trials: bool = True,
+    status_every: float = 30.0,
 ) -> float:
     """Run (or resume) the sweep; return the best objective. Exits non-zero if none completed."""
     from hydra.core.singleton import Singleton
@@ -166,6 +305,7 @@ def run_sweep(
     warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.get("warm_start")), space)
     scheduler = algorithms.make_scheduler(config.scheduler, max_evals)
 
+    hold_sweep_lock(sweep_dir)  # before looking at its state: no other driver changes it
     tune_path = sweep_dir / TUNE_DIR
     if tune_path.exists() and not resume:
         raise UserError(
@@ -176,6 +316,7 @@ def run_sweep(
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     hw = config.hardware
     _start_ray(hw, root)
+    _check_resources(hw)
     spec = TrialSpec(
         hydra_context,
         task_function,
@@ -232,32 +373,43 @@ def run_sweep(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=str(sweep_dir),
-                callbacks=[TrialEvents(sweep_dir, None if grid else size)],
+                callbacks=[
+                    TrialEvents(
+                        sweep_dir,
+                        None if grid else size,
+                        hw.concurrency,
+                        status_every,
+                    )
+                ],
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
                 verbose=0,
             ),
         )
 
-    stages = sorted(sweep_dir.glob(f"{TUNE_DIR}*"), key=lambda p: p.stat().st_mtime)
-    if resume and stages and tune.Tuner.can_restore(str(stages[-1])):
-        # finish what the interrupted run had planned (finished trials are kept)
-        _fit(
-            tune.Tuner.restore(
-                str(stages[-1]),
-                trainable,
-                resume_unfinished=True,
-                resume_errored=False,
-                restart_errored=False,
+    live = LiveSummary(sweep_dir, space)  # rewritten as trials finish
+    try:
+        stages = sorted(sweep_dir.glob(f"{TUNE_DIR}*"), key=lambda p: p.stat().st_mtime)
+        if resume and stages and tune.Tuner.can_restore(str(stages[-1])):
+            # finish what the interrupted run had planned (finished trials are kept)
+            _fit(
+                tune.Tuner.restore(
+                    str(stages[-1]),
+                    trainable,
+                    resume_unfinished=True,
+                    resume_errored=False,
+                    restart_errored=False,
+                )
             )
-        )
-    done = len(table.read_trial_numbers(sweep_dir))
-    interrupted = (table.collect_trials(sweep_dir, [])["status"] == "interrupted").any()
-    if done < size and not interrupted:
-        # a new sweep, or more trials for one whose search continues from its history
-        # (a grid is one pass over every combination: num_samples 1)
-        name = TUNE_DIR if not done else f"{TUNE_DIR}-{done}"
-        _fit(new_tuner(name, 1 if grid else size - done, done))
-    return _finish(sweep_dir, list(space), size, points)
+        done = len(table.read_trial_numbers(sweep_dir))
+        interrupted = (table.collect_trials(sweep_dir, [])["status"] == "interrupted").any()
+        if done < size and not interrupted:
+            # a new sweep, or more trials for one whose search continues from its history
+            # (a grid is one pass over every combination: num_samples 1)
+            name = TUNE_DIR if not done else f"{TUNE_DIR}-{done}"
+            _fit(new_tuner(name, 1 if grid else size - done, done))
+    finally:
+        live.close()
+    return _finish(sweep_dir, space, size, points)
 
 
 def _fit(tuner) -> None:
@@ -272,9 +424,10 @@ def _fit(tuner) -> None:
 
 
 def _finish(
-    sweep_dir: Path, param_keys: list[str], planned: int, points: list[dict[str, Any]]
+    sweep_dir: Path, space: dict[str, Param], planned: int, points: list[dict[str, Any]]
 ) -> float:
-    trials, best = summarize(sweep_dir, param_keys)
+    param_keys = list(space)
+    trials, best = summarize(sweep_dir, space)
     print(table.format_table(trials, param_keys))
     start = table.best_start_point(trials, param_keys, points)
     # a stop signal between trials leaves no trial unfinished, only some never started

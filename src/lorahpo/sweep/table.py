@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from lorahpo.errors import first_line
-from lorahpo.rundir import STATUSES, RunDir, read_json, read_jsonl
-from lorahpo.sweep.trial import EVENTS_FILE, NUMBERS_FILE
+from lorahpo.rundir import STATUSES, RunDir, read_jsonl
+from lorahpo.sweep.trial import EVENTS_FILE, load_trial_numbers
 
 TRIALS_FILE = "trials.csv"
 
@@ -40,11 +40,15 @@ def progress_line(sweep_dir: Path, trial_id: str, failed: bool, last: dict[str, 
 
 def read_trial_numbers(sweep_dir: Path) -> dict[str, int]:
     """Ray trial id -> trial number, for every trial the sweep has started."""
-    return read_json(sweep_dir / NUMBERS_FILE) or {}
+    return load_trial_numbers(sweep_dir)
 
 
-def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
-    """One row per trial, numbered 0..N-1, whatever state each trial ended in."""
+def collect_trials(
+    sweep_dir: Path, param_keys: Iterable[str], running: Iterable[str] = ()
+) -> pd.DataFrame:
+    """One row per trial, numbered 0..N-1, whatever state each trial ended in; the trials
+    in `running` (Ray trial ids) are `running` rather than `interrupted`."""
+    running = set(running)
     numbers = read_trial_numbers(sweep_dir)
     events: dict[str, dict[str, Any]] = {}
     for e in read_jsonl(sweep_dir / EVENTS_FILE):
@@ -75,7 +79,7 @@ def collect_trials(sweep_dir: Path, param_keys: Iterable[str]) -> pd.DataFrame:
         elif "complete" in ev:
             status = "stopped"  # ended by the scheduler before its last evaluation
         else:
-            status = "interrupted"
+            status = "running" if trial_id in running else "interrupted"
         losses = [m.objective for m in metrics if m.objective is not None]
         losses = [x for x in losses if math.isfinite(x)]
         objective = (

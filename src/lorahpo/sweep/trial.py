@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import json
+import logging
 import os
 import socket
 import time
@@ -25,6 +26,7 @@ from lorahpo.report import listening
 from lorahpo.rundir import RunDir, read_json, write_json
 from lorahpo.sweep.space import trial_overrides
 
+log = logging.getLogger(__name__)
 NUMBERS_FILE = "trial_numbers.json"
 EVENTS_FILE = "trial_events.jsonl"
 
@@ -38,11 +40,34 @@ def claim_number(sweep_dir: Path, trial_id: str) -> int:
     with (sweep_dir / ".numbers.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         path = sweep_dir / NUMBERS_FILE
-        numbers: dict[str, int] = read_json(path) or {}
+        numbers = load_trial_numbers(sweep_dir)
         if trial_id not in numbers:
             numbers[trial_id] = len(numbers)
             write_json(path, numbers)
         return numbers[trial_id]
+
+
+def load_trial_numbers(sweep_dir: Path) -> dict[str, int]:
+    """Ray trial id -> trial number. Should the file be unreadable (a full disk), the numbers
+    are rebuilt from the trials' own `.hydra/hydra.yaml` (job id and number), with a warning,
+    rather than restarting the numbering over finished trials."""
+    path = sweep_dir / NUMBERS_FILE
+    numbers = read_json(path)
+    if numbers is not None or not path.exists():
+        return numbers or {}
+    from omegaconf import OmegaConf
+
+    rebuilt = {}
+    for run in sweep_dir.iterdir():
+        hydra_file = run / ".hydra" / "hydra.yaml"
+        if run.name.isdigit() and hydra_file.exists():
+            job = OmegaConf.load(hydra_file).hydra.job
+            if job.get("id") is not None:
+                rebuilt[str(job.id)] = int(job.num)
+    log.warning(
+        "%s was unreadable: rebuilt %d trial numbers from the run directories", path, len(rebuilt)
+    )
+    return rebuilt
 
 
 @dataclass

@@ -510,3 +510,42 @@ def test_a_killed_worker_fails_its_trial_with_a_memory_hint_and_the_sweep_goes_o
     result = json.loads((tmp_path / "0" / "result.json").read_text())
     assert "worker process died" in result["error"] and "GiB of memory" in result["error"]
     assert "out-of-memory killer" in out  # the progress line says it too
+
+
+@pytest.mark.slow
+def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep_dir = tmp_path / "sweep"
+    _, trials = _sweep(
+        sweep_dir,
+        "logger=mlflow",
+        f"logger.tracking_uri={store}",
+        "search=random",
+        "search.n_trials=4",
+        "scheduler=asha",
+        "scheduler.grace_period=1",
+        "train.epochs=2",
+        "train.lr=tag(log,interval(1e-5,5e-3))",
+    )
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("lorahpo")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.data.metrics["best_objective"] == pytest.approx(
+        trials[trials.status == "completed"]["objective"].min()
+    )
+    children = {r.data.tags["lorahpo.run_dir"]: r for r in runs if r is not parent}
+    assert len(children) == len(trials)
+    status = {"completed": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
+    for row in trials.itertuples():
+        child = children[row.run_dir]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == status[row.status], row
+        history = client.get_metric_history(child.info.run_id, "eval_log_loss")
+        assert len(history) == row.evals_done  # every evaluation, stopped trials included
+        assert child.data.params["cfg.lora.r"] == str(trials.loc[row.Index, "lora.r"])
+        assert child.data.params["cfg.train.epochs"] == "2"

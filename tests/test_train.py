@@ -3,6 +3,8 @@ errors without tracebacks, and the default run really learning."""
 
 import json
 import math
+import struct
+from pathlib import Path
 
 import pytest
 import yaml
@@ -114,6 +116,7 @@ def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
         (["lora.r=0"], ["lora.r=0"]),
         (["train.lr=1e8", "train.max_grad_norm=0"], ["diverged", "train.lr"]),
         (["objective=brier"], ["objective='brier'", "temperature+assignment"]),
+        (["logger=wandb"], ["logger=wandb", "pip install wandb"]),
     ],
 )
 def test_bad_settings_exit_with_one_clear_message(tmp_path, args, needles):
@@ -171,3 +174,32 @@ def test_objective_can_be_the_post_processed_log_loss(tmp_path):
     assert all(r["objective"] == r["eval_log_loss_assignment"] for r in records)
     assert result["objective"] == best["eval_log_loss_assignment"]
     assert result["objective_name"] == "assignment" and result["best_step"] == best["step"]
+
+
+def _tensorboard_scalars(folder: Path) -> dict[str, int]:
+    """Tag -> number of scalar events in the TensorBoard event files under `folder`
+    (the TFRecord framing: length, its CRC, the Event proto, its CRC)."""
+    from tensorboardX.proto import event_pb2
+
+    counts: dict[str, int] = {}
+    for f in folder.rglob("events.out.tfevents.*"):
+        data, i = f.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            event = event_pb2.Event()
+            event.ParseFromString(data[i + 12 : i + 12 + n])
+            i += 12 + n + 4
+            for value in event.summary.value:
+                counts[value.tag] = counts.get(value.tag, 0) + 1
+    return counts
+
+
+@pytest.mark.slow
+def test_tensorboard_logger_writes_event_files_in_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli("debug=smoke", "logger=tensorboard", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scalars = _tensorboard_scalars(run_dir / "tensorboard")
+    evals = len(read_jsonl(run_dir / "metrics.jsonl"))
+    assert scalars.get("eval/log_loss") == evals, scalars  # every evaluation
+    assert "train/loss" in scalars

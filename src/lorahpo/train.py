@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from lorahpo import base_cache, modeling, provenance, scoring
+from lorahpo import base_cache, modeling, provenance, scoring, tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.inputs import Inputs
 from lorahpo.plan import check_train_config, training_plan
@@ -42,8 +42,15 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
         write_json(rd.environment_path, provenance.environment(root, inputs.model_path))
         loads = base_cache.stats["base_loads"]
         base = base_cache.base_for(cfg, inputs)
+        tracking.configure(cfg, rd.path)
         try:
             result = train_adapter(cfg, inputs, base, rd, started_at=start)
+        except SystemExit:  # the scheduler stopped the trial
+            tracking.end_run("KILLED")
+            raise
+        except Exception:
+            tracking.end_run("FAILED")
+            raise
         finally:  # also when a scheduler stops the trial (SystemExit) or training fails
             base_cache.give_back(base)
         result.base_reused = base_cache.stats["base_loads"] == loads
@@ -99,6 +106,7 @@ def check_config(cfg: DictConfig) -> None:
     check_train_config(cfg.train)
     modeling.check_lora_config(cfg.lora)
     modeling.check_hardware(cfg.hardware)
+    tracking.check_logger(cfg.logger)
 
 
 def train_adapter(
@@ -137,6 +145,7 @@ def _train(
         EvalScorer,
         InOrderEvalTrainer,
         QuietProgress,
+        RunParams,
         TrainingDiverged,
         training_arguments,
     )
@@ -164,7 +173,7 @@ def _train(
         ),
         processing_class=inputs.tokenizer,
         compute_metrics=scorer if validate else None,
-        callbacks=[recorder],
+        callbacks=[recorder, RunParams(cfg)] if cfg.logger.report_to else [recorder],
         pool_batches=int(cfg.train.pool_batches) if cfg.train.batching == "pooled" else None,
         train_lengths=inputs.train_lengths,
     )

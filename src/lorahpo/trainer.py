@@ -19,7 +19,7 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
-from lorahpo import scoring
+from lorahpo import scoring, tracking
 from lorahpo.batching import PooledLengthSampler
 from lorahpo.errors import UserError
 from lorahpo.report import report
@@ -71,7 +71,8 @@ def training_arguments(
         optim=hw.optim,
         activation_checkpointing=bool(hw.gradient_checkpointing),
         dataloader_num_workers=0,
-        report_to="none",
+        report_to=list(cfg.logger.report_to) or "none",
+        run_name=output_dir.parent.name,  # the run directory's name: the trial number in a sweep
         disable_tqdm=not cfg.progress_bar,
     )
 
@@ -199,3 +200,24 @@ class QuietProgress(ProgressCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         return control
+
+
+class RunParams(TrainerCallback):
+    """Adds the run's own hyperparameters to the tracker's run (the Trainer's callbacks log
+    the TrainingArguments and the model config, not LoRA's settings or the data's)."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.params = tracking.run_params(cfg)
+        self.report_to = list(cfg.logger.report_to)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if "mlflow" in self.report_to:
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                mlflow.log_params({f"cfg.{k}": v for k, v in self.params.items()})
+        if "wandb" in self.report_to:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.config.update(self.params, allow_val_change=True)

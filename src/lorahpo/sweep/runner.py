@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from ray.tune import Callback
 
+from lorahpo import tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.rundir import RunDir, RunResult
 from lorahpo.sweep import algorithms, table
@@ -106,12 +107,13 @@ class TrialEvents(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         record_event(self.sweep_dir, trial.trial_id, "error")
-        self._explain_lost_worker(trial)
+        self._record_missing_result(trial)
         self._finished(trials, trial, failed=True)
 
-    def _explain_lost_worker(self, trial) -> None:
-        """A trial whose worker process died (killed from outside, typically by the kernel's
-        out-of-memory killer) left no result: record it as failed, saying so."""
+    def _record_missing_result(self, trial) -> None:
+        """A trial that left no result (its worker process died, killed from outside,
+        typically by the kernel's out-of-memory killer; or it never started its job) is
+        recorded as failed, saying why."""
         num = table.read_trial_numbers(self.sweep_dir).get(trial.trial_id)
         if num is None:
             return
@@ -119,10 +121,13 @@ class TrialEvents(Callback):
         result = rd.read_result()
         if result is not None and result.status == "failed":
             return  # the trial recorded its own failure
-        ray_error = str(trial.get_error() or "the worker process exited")
+        ray_error = _ray_error(trial) or "the trial ended without a result"
         rd.path.mkdir(parents=True, exist_ok=True)
-        rd.error_path.write_text(ray_error + "\n")
-        rd.write_result(RunResult(status="failed", error=worker_died_message(ray_error)))
+        if not rd.error_path.exists():  # the worker's own traceback, if it left one, stays
+            rd.error_path.write_text(ray_error + "\n")
+        died = any(sign in ray_error for sign in WORKER_DIED)
+        message = worker_died_message(ray_error) if died else first_line(ray_error)
+        rd.write_result(RunResult(status="failed", error=message))
 
     def on_step_end(self, iteration, trials, **info):
         now = time.time()
@@ -168,6 +173,20 @@ class TrialEvents(Callback):
             left = (total - done) * mean / max(1, min(self.concurrency, len(running)))
             line += f" | ~{_clock(left)} left"
         return line
+
+
+# how Ray reports a trial whose worker process died (killed, or by Ray's memory monitor)
+WORKER_DIED = ("actor died", "worker process has died", "ActorDiedError", "WorkerCrashedError")
+WORKER_DIED += ("OutOfMemoryError: Task was killed",)
+
+
+def _ray_error(trial) -> str:
+    """The error Ray recorded for a trial (its text file in the trial's Tune folder, written
+    before the callbacks run), without Ray's `Failure # n` header."""
+    path = trial.error_file
+    text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
+    lines = [x for x in text.splitlines() if x.strip() and not x.startswith("Failure #")]
+    return "\n".join(lines)
 
 
 def worker_died_message(ray_error: str) -> str:
@@ -315,6 +334,8 @@ def run_sweep(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     hw = config.hardware
+    tracking.check_logger(config.logger)
+    fixed += tracking.start_sweep(config, sweep_dir)  # trials attach to the sweep's run
     _start_ray(hw, root)
     _check_resources(hw)
     spec = TrialSpec(
@@ -409,7 +430,7 @@ def run_sweep(
             _fit(new_tuner(name, 1 if grid else size - done, done))
     finally:
         live.close()
-    return _finish(sweep_dir, space, size, points)
+    return _finish(sweep_dir, space, size, points, config)
 
 
 def _fit(tuner) -> None:
@@ -424,14 +445,20 @@ def _fit(tuner) -> None:
 
 
 def _finish(
-    sweep_dir: Path, space: dict[str, Param], planned: int, points: list[dict[str, Any]]
+    sweep_dir: Path,
+    space: dict[str, Param],
+    planned: int,
+    points: list[dict[str, Any]],
+    config: DictConfig,
 ) -> float:
     param_keys = list(space)
     trials, best = summarize(sweep_dir, space)
     print(table.format_table(trials, param_keys))
     start = table.best_start_point(trials, param_keys, points)
     # a stop signal between trials leaves no trial unfinished, only some never started
-    if (trials["status"] == "interrupted").any() or len(trials) < planned:
+    interrupted = (trials["status"] == "interrupted").any() or len(trials) < planned
+    tracking.end_sweep(config, trials, None if best is None else dict(best), bool(interrupted))
+    if interrupted:
         print(
             f"\nthe sweep was interrupted: rerun the same command with "
             f"hydra.sweeper.resume=true (and hydra.sweep.dir={sweep_dir}) to finish it.",

@@ -1,0 +1,148 @@
+"""Experiment trackers (`logger=`), through the Hugging Face Trainer's own integrations.
+
+The Trainer's `report_to` callbacks do the logging (TensorBoard event files, MLflow runs,
+W&B runs; metrics at every evaluation); this module only points them at the right place
+through the environment variables they read, adds the run's own hyperparameters (LoRA, data,
+training) as parameters, and gives a run that did not finish the status it ended with. A sweep
+is one MLflow parent run with a nested child run per trial, or one W&B group.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lorahpo.errors import UserError
+
+PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
+TRACKING_FILE = "tracking.json"  # a sweep's parent run, kept for resume
+PARAM_GROUPS = ("lora", "train", "data", "hardware")
+
+
+def check_logger(logger_cfg: DictConfig) -> None:
+    """Fail before anything loads if the tracker's package is missing."""
+    for name in logger_cfg.report_to:
+        package = PACKAGES.get(name)
+        if package is None:
+            raise UserError(f"logger={logger_cfg.name}: unknown tracker {name!r}.")
+        if importlib.util.find_spec(package) is None:
+            raise UserError(
+                f"logger={logger_cfg.name} needs the {package} package, which is not "
+                f"installed: pip install {package} (or choose another logger=)."
+            )
+
+
+def configure(cfg: DictConfig, run_dir: Path) -> None:
+    """Point the Trainer's tracker callbacks at this run (they read the environment)."""
+    lg = cfg.logger
+    if "tensorboard" in lg.report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+    if "mlflow" in lg.report_to:
+        os.environ["MLFLOW_TRACKING_URI"] = str(lg.tracking_uri)
+        os.environ["MLFLOW_EXPERIMENT_NAME"] = str(lg.experiment_name)
+        os.environ["MLFLOW_FLATTEN_PARAMS"] = "true"
+        tags = {"lorahpo.run_dir": str(run_dir)}
+        if lg.get("parent_run_id"):
+            tags["mlflow.parentRunId"] = str(lg.parent_run_id)  # shown nested in MLflow
+        os.environ["MLFLOW_TAGS"] = json.dumps(tags)
+    if "wandb" in lg.report_to:
+        os.environ["WANDB_MODE"] = str(lg.mode)
+        os.environ["WANDB_PROJECT"] = str(lg.project)
+        os.environ["WANDB_DIR"] = str(run_dir)
+        if lg.get("group"):
+            os.environ["WANDB_RUN_GROUP"] = str(lg.group)
+
+
+def run_params(cfg: DictConfig) -> dict[str, Any]:
+    """The run's own hyperparameters, flat (`lora.r`, `train.lr`, ...)."""
+    out: dict[str, Any] = {"model.name": cfg.model.name, "seed": cfg.seed}
+    out["objective"] = cfg.objective
+    for group in PARAM_GROUPS:
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
+            if isinstance(value, str | int | float | bool) or value is None:
+                out[f"{group}.{key}"] = value
+            else:
+                out[f"{group}.{key}"] = json.dumps(value)
+    return out
+
+
+def end_run(status: str) -> None:
+    """A run that did not reach the end of training: FAILED, or KILLED when the scheduler
+    stopped it (the Trainer's callbacks only end runs that finish)."""
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status=status)
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=0 if status == "KILLED" else 1)
+
+
+def start_sweep(cfg: DictConfig, sweep_dir: Path) -> list[str]:
+    """The sweep's own tracker run; returns the overrides that attach trials to it."""
+    lg = cfg.logger
+    if "mlflow" in lg.report_to:
+        import mlflow
+
+        saved = sweep_dir / TRACKING_FILE
+        parent = (
+            json.loads(saved.read_text()).get("mlflow_parent_run_id") if saved.exists() else None
+        )
+        mlflow.set_tracking_uri(str(lg.tracking_uri))
+        mlflow.set_experiment(str(lg.experiment_name))
+        run = mlflow.start_run(
+            run_id=parent, run_name=None if parent else f"sweep {sweep_dir.name}"
+        )
+        if not parent:
+            mlflow.log_params(
+                {
+                    "search.algorithm": cfg.search.algorithm,
+                    "search.n_trials": cfg.search.n_trials,
+                    "scheduler.name": cfg.scheduler.name,
+                    "model.name": cfg.model.name,
+                }
+            )
+            mlflow.set_tag("lorahpo.sweep_dir", str(sweep_dir))
+            saved.write_text(json.dumps({"mlflow_parent_run_id": run.info.run_id}))
+        return [f"logger.parent_run_id={run.info.run_id}"]
+    if "wandb" in lg.report_to:
+        return [f"logger.group=sweep-{sweep_dir.name}"]
+    return []
+
+
+def end_sweep(cfg: DictConfig, trials, best: dict[str, Any] | None, interrupted: bool) -> None:
+    """Close the sweep's parent run with the best trial's figures, and give every child run
+    still marked RUNNING the status its trial ended with (a worker that was stopped or died
+    at the very end never got to close its own run)."""
+    if "mlflow" not in cfg.logger.report_to or "mlflow" not in sys.modules:
+        return
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    parent = mlflow.active_run()
+    if parent is None:
+        return
+    client = MlflowClient()
+    ended = {"completed": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
+    by_dir = dict(zip(trials["run_dir"], trials["status"], strict=True))
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    for child in children:
+        status = ended.get(by_dir.get(child.data.tags.get("lorahpo.run_dir"), ""))
+        if child.info.status == "RUNNING" and status:
+            client.set_terminated(child.info.run_id, status=status)
+    if best is not None:
+        mlflow.log_metric("best_objective", float(best["objective"]))
+        mlflow.set_tag("lorahpo.best_trial", str(int(best["number"])))
+    mlflow.end_run(status="KILLED" if interrupted else "FINISHED")

@@ -419,9 +419,11 @@ def test_trials_that_fit_count_per_node():
     [
         (["hardware.cpus_per_trial=512"], ["hardware.cpus_per_trial=512", "no node"]),
         (["hardware=gpu"], ["1 GPU(s)", "use hardware=cpu"]),
+        (["data=csv", "data.train_path=does/not/exist.csv"], ["does/not/exist.csv", "no such"]),
     ],
 )
-def test_a_trial_no_node_can_hold_stops_the_sweep_before_any_trial(tmp_path, args, needles):
+def test_preflight_stops_the_sweep_before_any_trial(tmp_path, args, needles):
+    """Resources no node has, or data that does not load: one message, no trial started."""
     proc, trials = _sweep(tmp_path, *args, ok=False)
     message = " ".join(proc.stderr.split())
     assert proc.returncode == 2 and trials is None, proc.stderr[-2000:]

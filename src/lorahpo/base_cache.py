@@ -71,11 +71,7 @@ def inputs_key(cfg: DictConfig) -> str:
         if p.is_file():
             st = p.stat()
             file = [str(p.resolve()), st.st_size, st.st_mtime_ns]
-    model = {
-        k: v
-        for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
-        if k not in NOT_BASE_KEYS
-    }
+    model = _model_settings(cfg, NOT_BASE_KEYS)
     return _digest(
         {"data": data, "file": file, "model": model, "cache_dir": str(cfg.paths.cache_dir)}
     )
@@ -83,11 +79,7 @@ def inputs_key(cfg: DictConfig) -> str:
 
 def base_key(cfg: DictConfig, inputs: Inputs) -> str:
     """Everything that changes the loaded base model."""
-    model = {
-        k: v
-        for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
-        if k not in NOT_BASE_KEYS | {"template"}
-    }
+    model = _model_settings(cfg, NOT_BASE_KEYS | {"template"})
     return _digest(
         {
             "path": inputs.model_path,
@@ -209,6 +201,12 @@ def _count_hooks(model) -> int:
         len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
         for m in model.modules()
     )
+
+
+def _model_settings(cfg: DictConfig, leave_out: frozenset[str]) -> dict[str, Any]:
+    """The model config, resolved, without the keys that do not change what is loaded."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return {k: v for k, v in model.items() if k not in leave_out}
 
 
 def _digest(obj: Any) -> str:

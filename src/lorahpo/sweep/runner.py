@@ -258,7 +258,8 @@ def _check_resources(hw: DictConfig) -> None:
         f"{res.get('CPU', 0):g} CPU{'s' * (res.get('CPU', 0) != 1)} / {res.get('GPU', 0):g} GPU"
         for res in nodes
     )
-    if trials_that_fit(nodes, cpus, gpus) == 0:
+    fit = trials_that_fit(nodes, cpus, gpus)
+    if fit == 0:
         need = f"{cpus:g} CPU(s)" + (f" and {gpus:g} GPU(s)" if gpus else "")
         fix = (
             "use hardware=cpu (or a machine or Ray cluster with GPUs)"
@@ -270,7 +271,6 @@ def _check_resources(hw: DictConfig) -> None:
             f"{hw.cpus_per_trial}, hardware.gpus_per_trial={hw.gpus_per_trial}), and no node "
             f"of the Ray cluster has that much ({have}); no trial could ever start. {fix}."
         )
-    fit = trials_that_fit(nodes, cpus, gpus)
     if fit < hw.concurrency:
         print(
             f"[sweep] note: hardware.concurrency={hw.concurrency}, but the Ray cluster "

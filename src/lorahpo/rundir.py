@@ -23,7 +23,7 @@ ERROR = "error.txt"  # the traceback of a failed run
 ADAPTER = "adapter"  # the PEFT adapter + tokenizer of a completed run
 CALIBRATION = "calibration.json"  # what inference needs to post-process like the best eval
 VAL_PREDICTIONS = "val_predictions.csv"  # the best evaluation's logits per validation row
-CHECKPOINTS = "checkpoints"  # the Trainer's working checkpoints; removed when a run ends
+CHECKPOINTS = "checkpoints"  # the latest and best checkpoints (lorahpo.resume); removed at the end
 ENVIRONMENT = "environment.json"  # what reproducing the run needs: versions, GPU, model, commit
 
 STATUSES = ("completed", "stopped", "failed", "interrupted")
@@ -92,6 +92,7 @@ class RunResult:
     train_time_s: float | None = None
     eval_time_s: float | None = None
     startup_s: float | None = None  # job start to the first training step
+    resumed_from_step: int | None = None  # continued from the checkpoint of an interrupted run
     base_reused: bool | None = None  # the base model was kept from an earlier trial
     peak_gpu_memory_mb: float | None = None  # torch's peak allocation during the run (GPU)
     train_tokens: int | None = None
@@ -145,6 +146,13 @@ class RunDir:
 
     def read_metrics(self) -> list[EvalRecord]:
         return [EvalRecord.from_json(o) for o in read_jsonl(self.metrics_path)]
+
+    def write_metrics(self, records: list[EvalRecord]) -> None:
+        """`metrics.jsonl` holding exactly `records` (atomically: a resumed run cuts it back
+        to the evaluations of its checkpoint)."""
+        tmp = self.metrics_path.with_name(f".{METRICS}.{os.getpid()}.tmp")
+        tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
+        tmp.replace(self.metrics_path)
 
     def append_metrics(self, record: EvalRecord) -> None:
         with self.metrics_path.open("a") as f:

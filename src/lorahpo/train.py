@@ -19,6 +19,7 @@ from lorahpo import base_cache, modeling, provenance, scoring, tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.inputs import Inputs
 from lorahpo.plan import check_train_config, training_plan
+from lorahpo.report import report
 from lorahpo.rundir import EvalRecord, RunDir, RunResult, write_json
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ def _train(
     from transformers import DataCollatorWithPadding
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from lorahpo.resume import ResumeMarks, resume_point
     from lorahpo.trainer import (
         EvalRecorder,
         EvalScorer,
@@ -162,7 +164,15 @@ def _train(
     validate = inputs.validate
     plan = training_plan(len(inputs.train_ds), cfg.train, validate)
     scorer = EvalScorer(inputs.val_groups(cfg.data.question_column))
-    recorder = EvalRecorder(rd, plan.planned_evals, scorer, cfg.objective)
+    resume = resume_point(rd, cfg)  # an interrupted run of this config left a checkpoint
+    recorder = EvalRecorder(
+        rd,
+        plan.planned_evals,
+        scorer,
+        cfg.objective,
+        history=resume.history if resume else None,
+        best_logits=resume.best_logits if resume else None,
+    )
     trainer = InOrderEvalTrainer(
         model=model,
         args=training_arguments(cfg, rd.checkpoints_path, plan.eval_steps, validate),
@@ -173,14 +183,17 @@ def _train(
         ),
         processing_class=inputs.tokenizer,
         compute_metrics=scorer if validate else None,
-        callbacks=[recorder, RunParams(cfg)] if cfg.logger.report_to else [recorder],
+        callbacks=[recorder, ResumeMarks(cfg, recorder)]
+        + ([RunParams(cfg)] if cfg.logger.report_to else []),
         pool_batches=int(cfg.train.pool_batches) if cfg.train.batching == "pooled" else None,
         train_lengths=inputs.train_lengths,
     )
     trainer.pop_callback(PrinterCallback)  # raw metric dicts: EvalRecorder logs them readably
     if trainer.pop_callback(ProgressCallback):
         trainer.add_callback(QuietProgress)
-    output = trainer.train()
+    for record in recorder.records:  # the evaluations before the checkpoint, told again:
+        report(record.to_json())  # a restarted sweep trial counts them from 1 again
+    output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume else None)
     if recorder.diverged:
         bad = recorder.records[-1]
         raise TrainingDiverged(
@@ -193,9 +206,13 @@ def _train(
     model.save_pretrained(rd.adapter_path, safe_serialization=True)
     inputs.tokenizer.save_pretrained(rd.adapter_path)
     shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
-    eval_time = sum(r.metrics.get("eval_runtime", 0.0) for r in recorder.records)
+    # times and tokens/s of this process's part: a resumed run trained only the rest
+    start_step = resume.step if resume else 0
+    this_part = recorder.records[len(resume.history) if resume else 0 :]
+    eval_time = sum(r.metrics.get("eval_runtime", 0.0) for r in this_part)
     train_time = max(output.metrics["train_runtime"] - eval_time, 1e-9)
     train_tokens = int(inputs.train_lengths.sum()) * cfg.train.epochs
+    part = (output.global_step - start_step) / max(output.global_step, 1)
     result = RunResult(
         status="completed",
         objective_name=cfg.objective,
@@ -214,7 +231,8 @@ def _train(
             else None
         ),
         train_tokens=int(train_tokens),
-        train_tokens_per_s=round(train_tokens / train_time, 1),
+        train_tokens_per_s=round(train_tokens * part / train_time, 1),
+        resumed_from_step=start_step or None,
         trainable_params=trainable,
         total_params=total,
         model_path=inputs.model_path,
@@ -228,7 +246,11 @@ def _train(
         best = recorder.best()
         _fill_best(result, best)
         rd.write_calibration(_calibration(best))
-        _write_predictions(rd, inputs, recorder.best_logits, cfg.data)
+        logits = recorder.best_logits
+        if logits is None:  # best before a resume whose checkpoint kept no logits
+            trainer.predict(inputs.val_ds)  # the best adapter is loaded: the scorer keeps them
+            logits = scorer.logits
+        _write_predictions(rd, inputs, logits, cfg.data)
     return result
 
 

@@ -54,11 +54,13 @@ def training_arguments(
         eval_steps=eval_steps,
         logging_strategy="steps",
         logging_steps=eval_steps,
-        # a checkpoint only when the objective improves, and only the best one kept (disks
-        # fill up in sweeps); without validation the final weights are the result
-        save_strategy="best" if validate else "no",
+        # a full checkpoint (optimizer, scheduler, RNG too) at every evaluation, so that an
+        # interrupted run continues from its last one (lorahpo.resume); with a limit of 1 the
+        # Trainer keeps the latest and the best, and the run removes both when it ends
+        save_strategy="steps",
+        save_steps=eval_steps,
         save_total_limit=1,
-        save_only_model=True,
+        save_only_model=False,
         metric_for_best_model=objective if validate else None,
         greater_is_better=False,
         load_best_model_at_end=validate,
@@ -132,21 +134,41 @@ class EvalRecorder(TrainerCallback):
     """Append one `EvalRecord` per evaluation to `metrics.jsonl` and send it through `report`.
 
     A non-finite validation loss stops training at once: the run is failed, never scored.
+
+    `history`: the evaluations a resumed run did before its checkpoint (`metrics.jsonl` is
+    cut back to them), with the best one's logits.
     """
 
     def __init__(
-        self, run_dir: RunDir, planned_evals: int, scorer: EvalScorer, objective: str
+        self,
+        run_dir: RunDir,
+        planned_evals: int,
+        scorer: EvalScorer,
+        objective: str,
+        history: list[EvalRecord] | None = None,
+        best_logits: np.ndarray | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.planned_evals = planned_evals
         self.objective_key = "eval_" + scoring.metric_name("log_loss", objective)
         self.scorer = scorer
-        self.best_logits: np.ndarray | None = None
-        self.records: list[EvalRecord] = []
+        self.best_logits = best_logits
+        self.records: list[EvalRecord] = list(history or [])
         self.last_train_loss: float | None = None
         self.diverged = False
         self.train_started_at: float | None = None
-        run_dir.metrics_path.unlink(missing_ok=True)
+        if self.records:
+            run_dir.write_metrics(self.records)
+        else:
+            run_dir.metrics_path.unlink(missing_ok=True)
+
+    def is_best_last(self) -> bool:
+        """Whether the latest evaluation is the best so far."""
+        return (
+            bool(self.records)
+            and self.records[-1].objective is not None
+            and (self.records[-1].objective <= min(r.objective for r in self.records))
+        )
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.train_started_at = time.time()
@@ -185,7 +207,7 @@ class EvalRecorder(TrainerCallback):
             self.diverged = True
             control.should_training_stop = True
             return control
-        if record.objective <= min(r.objective for r in self.records):
+        if self.is_best_last():
             self.best_logits = self.scorer.logits
         report(record.to_json())
         return control

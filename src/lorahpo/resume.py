@@ -1,0 +1,118 @@
+"""Continuing an interrupted run from its latest checkpoint.
+
+A validated run saves a full Trainer checkpoint (LoRA weights and head, optimizer, scheduler,
+RNG states, trainer state) at every evaluation; the Trainer keeps the latest and the best.
+`ResumeMarks` adds a small `resume.json` beside each, written once the checkpoint is
+complete: how many evaluations it holds, and a fingerprint of the run's config. A run that
+finds a marked checkpoint of the same config in its folder continues from it: a sweep trial
+restarted after its sweep or its worker was killed, or `python train.py` run again with
+`hydra.run.dir=<the interrupted run's folder>`. Its `metrics.jsonl` keeps the evaluations up
+to that checkpoint and continues from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback
+
+from lorahpo.rundir import EvalRecord, RunDir, read_json, write_json
+
+log = logging.getLogger(__name__)
+MARK = "resume.json"  # in a checkpoint folder: it is complete, and what it continues
+BEST_LOGITS = "val_logits.npy"  # in the best evaluation's checkpoint: its validation logits
+# what changes a run's training: a checkpoint of another config is never continued
+FINGERPRINT_KEYS = ("seed", "objective", "data", "model", "lora", "train", "hardware")
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """A hash of everything that decides what a run trains (not its logger or progress bar)."""
+    keys = {k: OmegaConf.select(cfg, k) for k in FINGERPRINT_KEYS}
+    text = OmegaConf.to_yaml(OmegaConf.create(keys), resolve=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ResumePoint:
+    """Where an interrupted run continues: its latest complete checkpoint, the evaluations
+    done up to it, and the validation logits of the best of them (for val_predictions.csv)."""
+
+    checkpoint: Path
+    step: int
+    history: list[EvalRecord]
+    best_logits: np.ndarray | None
+
+
+def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
+    """The latest marked checkpoint of this config in `rd`, or None (then whatever is in
+    `checkpoints/` is left over from another config or a cut-short save, and is removed)."""
+    found = _marked_checkpoints(rd.checkpoints_path)
+    want = fingerprint(cfg)
+    for step, path, mark in reversed(found):
+        if mark.get("config") != want:
+            log.warning("%s is a checkpoint of another config: starting this run from step 0", path)
+            break
+        records = rd.read_metrics()
+        evals = int(mark.get("evals", 0))
+        if len(records) < evals:
+            log.warning(
+                "%s names %d evaluations but %s holds %d: starting from step 0",
+                path,
+                evals,
+                rd.metrics_path,
+                len(records),
+            )
+            break
+        history = records[:evals]
+        log.info("resuming from %s (step %d, %d evaluation(s) done)", path.name, step, len(history))
+        return ResumePoint(path, step, history, _best_logits(rd, history))
+    if rd.checkpoints_path.exists():
+        shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
+    return None
+
+
+def _marked_checkpoints(folder: Path) -> list[tuple[int, Path, dict]]:
+    out = []
+    for path in folder.glob("checkpoint-*") if folder.exists() else []:
+        m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        mark = read_json(path / MARK) if m else None
+        if mark is not None:
+            out.append((int(m.group(1)), path, mark))
+    return sorted(out, key=lambda x: x[0])
+
+
+def _best_logits(rd: RunDir, history: list[EvalRecord]) -> np.ndarray | None:
+    if not history:
+        return None
+    best = min(history, key=lambda r: r.objective)
+    path = rd.checkpoints_path / f"checkpoint-{best.step}" / BEST_LOGITS
+    return np.load(path) if path.exists() else None
+
+
+class ResumeMarks(TrainerCallback):
+    """Marks each checkpoint complete once the Trainer has saved it (HF calls `on_save` after
+    the model, optimizer, scheduler, RNG and trainer state are written and old checkpoints
+    rotated out), with the best evaluation's logits in its own checkpoint."""
+
+    def __init__(self, cfg: DictConfig, recorder) -> None:
+        self.config = fingerprint(cfg)
+        self.recorder = recorder  # trainer.EvalRecorder: the evaluations and best logits
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not path.is_dir():
+            return control
+        records = self.recorder.records
+        latest = bool(records) and records[-1].step == state.global_step
+        best_now = latest and self.recorder.is_best_last()
+        if best_now and self.recorder.best_logits is not None:
+            np.save(path / BEST_LOGITS, self.recorder.best_logits)
+        write_json(path / MARK, {"evals": len(records), "config": self.config})
+        return control

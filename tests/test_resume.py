@@ -1,0 +1,82 @@
+"""A run killed mid-way continues from its latest checkpoint when run again in its folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, read_jsonl, run_cli
+
+RUN = ["debug=smoke", "train.epochs=4"]  # 8 evaluations, a checkpoint at each
+
+
+def _kill_after(run_dir, evals: int, *args: str) -> None:
+    """Start `python train.py` in `run_dir` and SIGKILL it once `evals` evaluations are
+    written (nothing of the run gets a chance to clean up)."""
+    cmd = [sys.executable, "train.py", *RUN, *args, f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= evals:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli(*RUN, f"hydra.run.dir={whole}").returncode == 0
+
+    _kill_after(cut, 3)
+    before = read_jsonl(cut / "metrics.jsonl")
+    marks = sorted((cut / "checkpoints").glob("checkpoint-*/resume.json"))
+    assert marks, "no complete checkpoint when the run was killed"
+    proc = run_cli(*RUN, f"hydra.run.dir={cut}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    result = json.loads((cut / "result.json").read_text())
+    kept = json.loads(marks[-1].read_text())["evals"] if marks[-1].exists() else None
+    assert result["resumed_from_step"] in {r["step"] for r in before}
+    after, reference = read_jsonl(cut / "metrics.jsonl"), read_jsonl(whole / "metrics.jsonl")
+    assert [r["eval"] for r in after] == list(range(1, 9))  # none missing, none twice
+    # the evaluations up to the checkpoint are the first process's, not done again
+    done_before = [r for r in after if r["step"] <= result["resumed_from_step"]]
+    assert done_before == before[: len(done_before)] and len(done_before) >= 2
+    assert kept is None or kept == len(done_before)
+    # optimizer, scheduler, RNG and data order restored: the same run as never stopped
+    for a, b in zip(after, reference, strict=True):
+        assert a["step"] == b["step"]
+        assert a["objective"] == pytest.approx(b["objective"], abs=1e-6)
+    preds = pd.read_csv(cut / "val_predictions.csv")
+    pd.testing.assert_frame_equal(preds, pd.read_csv(whole / "val_predictions.csv"), atol=1e-5)
+    assert (cut / "adapter" / "adapter_model.safetensors").exists()
+    assert not (cut / "checkpoints").exists()  # only the best adapter remains
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_config_is_not_continued(tmp_path):
+    _kill_after(tmp_path, 2)
+    assert list((tmp_path / "checkpoints").glob("checkpoint-*/resume.json"))
+    started = time.time()
+    proc = run_cli(*RUN, "train.lr=0.002", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checkpoint of another config" in proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert "resumed_from_step" not in result
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["eval"] for r in records] == list(range(1, 9))
+    assert all(r["time"] >= started for r in records)  # every evaluation done anew

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,36 @@ def run_cli(
         capture_output=True,
         timeout=timeout,
     )
+
+
+SMOKE = ["debug=smoke", "search/space=grid", "hydra.sweeper.resume=false"]  # seconds a trial
+
+
+def start_sweep(sweep_dir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """`python train.py -m` of smoke trials into `sweep_dir`, left running."""
+    cmd = [sys.executable, "train.py", "-m", *SMOKE, *args, f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def read_events(sweep_dir: Path) -> list[dict]:
+    """The sweep's trial events so far (a line being written is skipped)."""
+    from lorahpo.rundir import read_jsonl as read_written
+
+    return read_written(sweep_dir / "trial_events.jsonl")
+
+
+def wait_for_event(sweep_dir: Path, event: str, timeout: float = 120, **match) -> dict:
+    """The first trial event of this kind (and these fields) once the sweep has written it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for e in read_events(sweep_dir):
+            if e["event"] == event and all(e.get(k) == v for k, v in match.items()):
+                return e
+        time.sleep(0.2)
+    raise AssertionError(f"no {event} event within {timeout} s")
 
 
 def compose_cfg(*overrides: str):

@@ -25,6 +25,7 @@ from lorahpo.errors import UserError, first_line
 from lorahpo.rundir import RunDir, RunResult
 from lorahpo.sweep import algorithms, table
 from lorahpo.sweep.lock import hold_sweep_lock
+from lorahpo.sweep.retry import retry_only_lost_workers
 from lorahpo.sweep.space import (
     Param,
     build_space,
@@ -32,6 +33,7 @@ from lorahpo.sweep.space import (
     start_points,
     trial_overrides,
 )
+from lorahpo.sweep.strays import record_ray_processes, stop_strays
 from lorahpo.sweep.summary import LiveSummary, request_summary, summarize
 from lorahpo.sweep.trial import TrialSpec, record_event, run_trial
 from lorahpo.sweep.warm_start import evaluated_points, sweep_dirs, warm_start
@@ -109,6 +111,17 @@ class TrialEvents(Callback):
         record_event(self.sweep_dir, trial.trial_id, "error")
         self._record_missing_result(trial)
         self._finished(trials, trial, failed=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """Ray retries a trial whose worker or node was lost (lorahpo.sweep.retry)."""
+        record_event(self.sweep_dir, trial.trial_id, "retry")
+        num = table.read_trial_numbers(self.sweep_dir).get(trial.trial_id, "?")
+        why = first_line(_ray_error(trial) or "its worker was lost")[:200]
+        print(
+            f"[sweep] trial {num} lost its worker ({why}): running it again from its latest "
+            f"checkpoint (retry {trial.run_metadata.num_failures} of {trial.max_failures})",
+            flush=True,
+        )
 
     def _record_missing_result(self, trial) -> None:
         """A trial that left no result (its worker process died, killed from outside,
@@ -332,11 +345,15 @@ def run_sweep(
             "plus hydra.sweeper.resume=true, or choose another hydra.sweep.dir."
         )
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        stop_strays(sweep_dir)  # a killed driver's Ray processes and trial workers
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     hw = config.hardware
     tracking.check_logger(config.logger)
     fixed += tracking.start_sweep(config, sweep_dir)  # trials attach to the sweep's run
     _start_ray(hw, root)
+    if not hw.get("ray_address"):
+        record_ray_processes(sweep_dir)  # what a resume stops if this driver is killed
     _check_resources(hw)
     spec = TrialSpec(
         hydra_context,
@@ -402,11 +419,16 @@ def run_sweep(
                         status_every,
                     )
                 ],
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                # a trial whose worker or node was lost is retried from its latest
+                # checkpoint; one whose own code raised is not (lorahpo.sweep.retry)
+                failure_config=tune.FailureConfig(
+                    max_failures=int(hw.get("max_retries", 1)), fail_fast=False
+                ),
                 verbose=0,
             ),
         )
 
+    retry_only_lost_workers()
     live = LiveSummary(sweep_dir, space)  # rewritten as trials finish
     try:
         stages = sorted(sweep_dir.glob(f"{TUNE_DIR}*"), key=lambda p: p.stat().st_mtime)

@@ -95,9 +95,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     base_cache.keep_between_runs(spec.warm_trials)  # the worker's next trial reuses the base
     trial_id = tune.get_context().get_trial_id()
     num = claim_number(Path(spec.sweep_dir), trial_id)
-    record_event(
-        Path(spec.sweep_dir), trial_id, "worker", pid=os.getpid(), host=socket.gethostname()
-    )
+    record_event(Path(spec.sweep_dir), trial_id, "worker", **_this_worker())
     overrides = spec.fixed_overrides + trial_overrides(config)
 
     setup_globals()
@@ -151,6 +149,19 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     if ret.status == JobStatus.FAILED:
         raise ret._return_value  # Ray records the trial as errored; the searcher sees no value
     return None  # the last report stands (returning a value would count as an evaluation)
+
+
+def _this_worker() -> dict[str, Any]:
+    """pid, start time (a pid alone may be reused), host and Ray node of this worker."""
+    import psutil
+    import ray
+
+    return {
+        "pid": os.getpid(),
+        "started": psutil.Process().create_time(),
+        "host": socket.gethostname(),
+        "node": ray.get_runtime_context().get_node_id(),
+    }
 
 
 def record_event(sweep_dir: Path, trial_id: str, event: str, **fields: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,3 +81,26 @@ def test_a_checkpoint_of_another_config_is_not_continued(tmp_path):
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["eval"] for r in records] == list(range(1, 9))
     assert all(r["time"] >= started for r in records)  # every evaluation done anew
+
+
+@pytest.mark.slow
+def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path):
+    from lorahpo.resume import _damage
+
+    _kill_after(tmp_path, 2)
+    ckpt = sorted((tmp_path / "checkpoints").glob("checkpoint-*/resume.json"))[-1].parent
+    assert _damage(ckpt) is None
+    for name in ("adapter_model.safetensors", "optimizer.pt", "trainer_state.json"):
+        copy = tmp_path / f"copy-{name}"
+        shutil.copytree(ckpt, copy)
+        with (copy / name).open("r+b") as f:  # cut short, as by a full disk
+            f.truncate((copy / name).stat().st_size // 2)
+        assert _damage(copy), name
+        shutil.rmtree(copy)
+
+    with (ckpt / "optimizer.pt").open("r+b") as f:
+        f.truncate((ckpt / "optimizer.pt").stat().st_size - 100)
+    proc = run_cli(*RUN, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "is damaged" in proc.stdout + proc.stderr
+    assert [r["eval"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == list(range(1, 9))

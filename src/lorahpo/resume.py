@@ -13,9 +13,11 @@ to that checkpoint and continues from there.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,11 @@ def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
         if mark.get("config") != want:
             log.warning("%s is a checkpoint of another config: starting this run from step 0", path)
             break
+        damage = _damage(path)
+        if damage:  # a disk that filled up, a file cut short: try the older one (the best)
+            log.warning("%s is damaged (%s): not continued", path, damage)
+            shutil.rmtree(path, ignore_errors=True)
+            continue
         records = rd.read_metrics()
         evals = int(mark.get("evals", 0))
         if len(records) < evals:
@@ -74,7 +81,30 @@ def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
         log.info("resuming from %s (step %d, %d evaluation(s) done)", path.name, step, len(history))
         return ResumePoint(path, step, history, _best_logits(rd, history))
     if rd.checkpoints_path.exists():
+        log.warning("starting from step 0: no usable checkpoint in %s", rd.checkpoints_path)
         shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
+    return None
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with a marked checkpoint's files, if anything: each torch file is read
+    through (its zip records carry CRCs), the adapter's safetensors opened, the trainer state
+    parsed. Reading a few hundred MB once per resume costs less than a failed trial."""
+    from safetensors import safe_open
+
+    try:
+        for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+            if (path / name).exists():
+                with zipfile.ZipFile(path / name) as z:
+                    bad = z.testzip()
+                if bad:
+                    return f"{name}: {bad} fails its checksum"
+        with safe_open(str(path / "adapter_model.safetensors"), "pt") as f:
+            for key in list(f.keys()):
+                f.get_tensor(key)
+        json.loads((path / "trainer_state.json").read_text())
+    except Exception as e:  # any reader's error means the same: do not continue from it
+        return f"{type(e).__name__}: {e}"[:300]
     return None
 
 

@@ -44,20 +44,24 @@ def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp
 
     _kill_after(cut, 3)
     before = read_jsonl(cut / "metrics.jsonl")
-    marks = sorted((cut / "checkpoints").glob("checkpoint-*/resume.json"))
+    marks = {
+        int(p.parent.name.split("-")[1]): json.loads(p.read_text())
+        for p in (cut / "checkpoints").glob("checkpoint-*/resume.json")
+    }
     assert marks, "no complete checkpoint when the run was killed"
+    assert len(marks) <= 2  # the latest and the best
+    latest = max(marks)
     proc = run_cli(*RUN, f"hydra.run.dir={cut}")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     result = json.loads((cut / "result.json").read_text())
-    kept = json.loads(marks[-1].read_text())["evals"] if marks[-1].exists() else None
-    assert result["resumed_from_step"] in {r["step"] for r in before}
+    assert result["resumed_from_step"] == latest
     after, reference = read_jsonl(cut / "metrics.jsonl"), read_jsonl(whole / "metrics.jsonl")
     assert [r["eval"] for r in after] == list(range(1, 9))  # none missing, none twice
     # the evaluations up to the checkpoint are the first process's, not done again
     done_before = [r for r in after if r["step"] <= result["resumed_from_step"]]
     assert done_before == before[: len(done_before)] and len(done_before) >= 2
-    assert kept is None or kept == len(done_before)
+    assert marks[latest]["evals"] == len(done_before)
     # optimizer, scheduler, RNG and data order restored: the same run as never stopped
     for a, b in zip(after, reference, strict=True):
         assert a["step"] == b["step"]
@@ -88,7 +92,8 @@ def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path):
     from lorahpo.resume import _damage
 
     _kill_after(tmp_path, 2)
-    ckpt = sorted((tmp_path / "checkpoints").glob("checkpoint-*/resume.json"))[-1].parent
+    marked = [p.parent for p in (tmp_path / "checkpoints").glob("checkpoint-*/resume.json")]
+    ckpt = max(marked, key=lambda p: int(p.name.split("-")[1]))  # the latest
     assert _damage(ckpt) is None
     for name in ("adapter_model.safetensors", "optimizer.pt", "trainer_state.json"):
         copy = tmp_path / f"copy-{name}"

@@ -1,9 +1,11 @@
 """Continuing an interrupted run from its latest checkpoint.
 
 A validated run saves a full Trainer checkpoint (LoRA weights and head, optimizer, scheduler,
-RNG states, trainer state) at every evaluation; the Trainer keeps the latest and the best.
-`ResumeMarks` adds a small `resume.json` beside each, written once the checkpoint is
-complete: how many evaluations it holds, and a fingerprint of the run's config. A run that
+RNG states, trainer state) at every evaluation. `ResumeMarks` adds a small `resume.json` to
+each, written once the checkpoint is complete: how many evaluations it holds, and a
+fingerprint of the run's config; then it removes every checkpoint but this latest one and the
+best (so there is a complete checkpoint at every moment: the Trainer's own rotation would
+delete the previous one before the new one is marked). A run that
 finds a marked checkpoint of the same config in its folder continues from it: a sweep trial
 restarted after its sweep or its worker was killed, or `python train.py` run again with
 `hydra.run.dir=<the interrupted run's folder>`. Its `metrics.jsonl` keeps the evaluations up
@@ -128,8 +130,8 @@ def _best_logits(rd: RunDir, history: list[EvalRecord]) -> np.ndarray | None:
 
 class ResumeMarks(TrainerCallback):
     """Marks each checkpoint complete once the Trainer has saved it (HF calls `on_save` after
-    the model, optimizer, scheduler, RNG and trainer state are written and old checkpoints
-    rotated out), with the best evaluation's logits in its own checkpoint."""
+    the model, optimizer, scheduler, RNG and trainer state are written), with the best
+    evaluation's logits in its own checkpoint; then keeps only the latest and the best."""
 
     def __init__(self, cfg: DictConfig, recorder) -> None:
         self.config = fingerprint(cfg)
@@ -145,4 +147,10 @@ class ResumeMarks(TrainerCallback):
         if best_now and self.recorder.best_logits is not None:
             np.save(path / BEST_LOGITS, self.recorder.best_logits)
         write_json(path / MARK, {"evals": len(records), "config": self.config})
+        keep = {path.name}
+        if state.best_model_checkpoint:
+            keep.add(Path(state.best_model_checkpoint).name)
+        for other in path.parent.glob("checkpoint-*"):
+            if other.name not in keep:
+                shutil.rmtree(other, ignore_errors=True)
         return control

@@ -55,11 +55,12 @@ def training_arguments(
         logging_strategy="steps",
         logging_steps=eval_steps,
         # a full checkpoint (optimizer, scheduler, RNG too) at every evaluation, so that an
-        # interrupted run continues from its last one (lorahpo.resume); with a limit of 1 the
-        # Trainer keeps the latest and the best, and the run removes both when it ends
+        # interrupted run continues from its last one; lorahpo.resume keeps the latest and
+        # the best (the Trainer's rotation would delete the previous one before the new one
+        # is complete), and the run removes both when it ends
         save_strategy="steps",
         save_steps=eval_steps,
-        save_total_limit=1,
+        save_total_limit=None,
         save_only_model=False,
         metric_for_best_model=objective if validate else None,
         greater_is_better=False,

@@ -109,3 +109,29 @@ def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "is damaged" in proc.stdout + proc.stderr
     assert [r["eval"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == list(range(1, 9))
+
+
+@pytest.mark.slow
+def test_a_run_without_validation_resumes_to_the_same_adapter(tmp_path):
+    """The final retrain on every row (no validation fold) checkpoints and resumes too."""
+    from safetensors.torch import load_file
+
+    final = ["data.val_fold=null"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli(*RUN, *final, f"hydra.run.dir={whole}").returncode == 0
+    cmd = [sys.executable, "train.py", *RUN, *final, f"hydra.run.dir={cut}"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(cut.glob("checkpoints/*/resume.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_cli(*RUN, *final, f"hydra.run.dir={cut}").returncode == 0
+    result = json.loads((cut / "result.json").read_text())
+    assert result["status"] == "completed" and result["resumed_from_step"] > 0
+    a = load_file(whole / "adapter" / "adapter_model.safetensors")
+    b = load_file(cut / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max().item() < 1e-6, key

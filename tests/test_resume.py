@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import ROOT, read_jsonl, run_cli
+from conftest import ROOT, compose_cfg, read_jsonl, run_cli
 
 RUN = ["debug=smoke", "train.epochs=4"]  # 8 evaluations, a checkpoint at each
 
@@ -135,3 +135,13 @@ def test_a_run_without_validation_resumes_to_the_same_adapter(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] - b[key]).abs().max().item() < 1e-6, key
+
+
+def test_the_fingerprint_follows_what_is_trained_not_how_a_sweep_schedules_it():
+    from lorahpo.resume import fingerprint
+
+    base = fingerprint(compose_cfg())
+    for same in (["hardware.concurrency=3", "hardware.max_retries=0"], ["logger=tensorboard"]):
+        assert fingerprint(compose_cfg(*same)) == base, same
+    for other in (["train.lr=0.002"], ["seed=7"], ["hardware.quantization=nf4"], ["lora.r=8"]):
+        assert fingerprint(compose_cfg(*other)) != base, other

@@ -32,13 +32,18 @@ from lorahpo.rundir import EvalRecord, RunDir, read_json, write_json
 log = logging.getLogger(__name__)
 MARK = "resume.json"  # in a checkpoint folder: it is complete, and what it continues
 BEST_LOGITS = "val_logits.npy"  # in the best evaluation's checkpoint: its validation logits
-# what changes a run's training: a checkpoint of another config is never continued
-FINGERPRINT_KEYS = ("seed", "objective", "data", "model", "lora", "train", "hardware")
+# what changes a run's training: a checkpoint of another config is never continued. Of the
+# hardware, only what changes the numbers: a sweep resumed with another hardware.concurrency
+# (fewer GPUs free) or max_retries continues its trials
+FINGERPRINT_KEYS = ("seed", "objective", "data", "model", "lora", "train")
+HARDWARE_KEYS = ("device", "precision", "quantization", "gradient_checkpointing", "optim")
 
 
 def fingerprint(cfg: DictConfig) -> str:
-    """A hash of everything that decides what a run trains (not its logger or progress bar)."""
+    """A hash of everything that decides what a run trains (not its logger, progress bar or
+    how a sweep schedules it)."""
     keys = {k: OmegaConf.select(cfg, k) for k in FINGERPRINT_KEYS}
+    keys["hardware"] = {k: OmegaConf.select(cfg, f"hardware.{k}") for k in HARDWARE_KEYS}
     text = OmegaConf.to_yaml(OmegaConf.create(keys), resolve=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

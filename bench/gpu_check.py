@@ -3,7 +3,9 @@
     python bench/gpu_check.py [--out gpu_check.json] [--steps 20]   # one GPU, < 8 minutes
     python bench/gpu_check.py --cpu-smoke                            # CPU, tiny shapes, seconds
 
-A. `python train.py hardware=gpu` on the tiny model: bf16 LoRA, and bf16 compute over NF4.
+A. `python train.py hardware=gpu` on the tiny model: bf16 LoRA, and bf16 compute over NF4;
+   the NF4 run once more, SIGKILLed after its first checkpoint and run again in its folder
+   (it must resume and end as the uninterrupted one).
 B. A 3-trial `hardware=gpu` sweep (warm trials): GPU memory still allocated after each trial,
    from the workers' `released` trial events.
 C. LoRA training throughput on a model of Llama-3-8B's shape with random weights created on
@@ -89,7 +91,49 @@ def single_runs(hardware: list[str], out: Path) -> list[dict]:
         else:
             row.update(ok=False, note=_failure(proc))
         rows.append(row)
+    rows.append(killed_and_resumed(hardware, out, out / "run-bf16-nf4"))
     return rows
+
+
+def killed_and_resumed(hardware: list[str], out: Path, reference: Path) -> dict:
+    """A: the bf16 + nf4 run SIGKILLed after its first checkpoint, then run again in its
+    folder: it must continue from the checkpoint (CUDA RNG and 4-bit base included) and end
+    as the uninterrupted run did."""
+    run_dir = out / "run-bf16-nf4-resumed"
+    args = ["debug=smoke", *hardware, "hardware.precision=bf16", "hardware.quantization=nf4"]
+    row = {"part": "A", "check": "train.py, tiny model", "setting": "bf16 + nf4, killed + resumed"}
+    start = time.time()
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "train.py", *args, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    while proc.poll() is None and not list(run_dir.glob("checkpoints/*/resume.json")):
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    done = _cli(*args, f"hydra.run.dir={run_dir}")
+    row["wall_s"] = round(time.time() - start, 1)
+    if done.returncode != 0:
+        return {**row, "ok": False, "note": _failure(done)}
+    result = json.loads((run_dir / "result.json").read_text())
+    ours = [r["objective"] for r in _jsonl(run_dir / "metrics.jsonl")]
+    theirs = [r["objective"] for r in _jsonl(reference / "metrics.jsonl")]
+    diff = max((abs(a - b) for a, b in zip(ours, theirs, strict=False)), default=float("nan"))
+    resumed = result.get("resumed_from_step")
+    row.update(
+        ok=bool(resumed) and len(ours) == len(theirs),
+        objective=result["objective"],
+        note=f"resumed from step {resumed}; largest objective difference from the "
+        f"uninterrupted run {diff:.1e}",
+    )
+    return row
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return (
+        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    )
 
 
 def sweep(hardware: list[str], out: Path) -> list[dict]:

@@ -29,7 +29,8 @@ def test_gpu_check_cpu_smoke(tmp_path):
     ]
     assert all(r["ok"] and 0 < r["objective"] < 3 for r in by_part["A"])
     resumed = by_part["A"][2]
-    # fp32 resumes exactly (test_resume.py); bf16 over NF4 on CPU ended 6e-5 away here
+    # fp32 and bf16 resume exactly; over NF4 on CPU bitsandbytes repacks the 4-bit weights at
+    # the first evaluation (inference kernel), which the resumed process has not yet done
     assert resumed["objective"] == pytest.approx(by_part["A"][1]["objective"], abs=1e-3)
     sweep = by_part["B"]
     assert len(sweep) == 3 and all(r["ok"] for r in sweep)

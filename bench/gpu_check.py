@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lorahpo.rundir import RunDir
+
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA3_8B = {  # meta-llama/Meta-Llama-3-8B config.json
     "vocab_size": 128256,
@@ -117,8 +119,8 @@ def killed_and_resumed(hardware: list[str], out: Path, reference: Path) -> dict:
     if done.returncode != 0:
         return {**row, "ok": False, "note": _failure(done)}
     result = json.loads((run_dir / "result.json").read_text())
-    ours = [r["objective"] for r in _jsonl(run_dir / "metrics.jsonl")]
-    theirs = [r["objective"] for r in _jsonl(reference / "metrics.jsonl")]
+    ours = [r.objective for r in RunDir(run_dir).read_metrics()]
+    theirs = [r.objective for r in RunDir(reference).read_metrics()]
     diff = max((abs(a - b) for a, b in zip(ours, theirs, strict=False)), default=float("nan"))
     resumed = result.get("resumed_from_step")
     row.update(
@@ -128,12 +130,6 @@ def killed_and_resumed(hardware: list[str], out: Path, reference: Path) -> dict:
         f"uninterrupted run {diff:.1e}",
     )
     return row
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return (
-        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    )
 
 
 def sweep(hardware: list[str], out: Path) -> list[dict]:

@@ -18,23 +18,30 @@ from conftest import ROOT, compose_cfg, read_jsonl, run_cli
 RUN = ["debug=smoke", "train.epochs=4"]  # 8 evaluations, a checkpoint at each
 
 
-def _kill_after(run_dir, evals: int, *args: str) -> None:
-    """Start `python train.py` in `run_dir` and SIGKILL it once `evals` evaluations are
-    written (nothing of the run gets a chance to clean up)."""
+def _kill_when(run_dir, ready, *args: str) -> None:
+    """Start `python train.py` in `run_dir` and SIGKILL it once `ready(run_dir)` holds
+    (nothing of the run gets a chance to clean up)."""
     cmd = [sys.executable, "train.py", *RUN, *args, f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= evals:
-            break
+    while time.time() < deadline and proc.poll() is None and not ready(run_dir):
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def _kill_after(run_dir, evals: int, *args: str) -> None:
+    """Kill the run once `evals` evaluations are written."""
+
+    def written(d):
+        metrics = d / "metrics.jsonl"
+        return metrics.exists() and len(metrics.read_text().splitlines()) >= evals
+
+    _kill_when(run_dir, written, *args)
 
 
 @pytest.mark.slow
@@ -119,14 +126,7 @@ def test_a_run_without_validation_resumes_to_the_same_adapter(tmp_path):
     final = ["data.val_fold=null"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_cli(*RUN, *final, f"hydra.run.dir={whole}").returncode == 0
-    cmd = [sys.executable, "train.py", *RUN, *final, f"hydra.run.dir={cut}"]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and not list(cut.glob("checkpoints/*/resume.json")):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_when(cut, lambda d: any(d.glob("checkpoints/*/resume.json")), *final)
     assert run_cli(*RUN, *final, f"hydra.run.dir={cut}").returncode == 0
     result = json.loads((cut / "result.json").read_text())
     assert result["status"] == "completed" and result["resumed_from_step"] > 0

@@ -64,6 +64,7 @@ def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
     `checkpoints/` is left over from another config or a cut-short save, and is removed)."""
     found = _marked_checkpoints(rd.checkpoints_path)
     want = fingerprint(cfg)
+    records = rd.read_metrics() if found else []
     for step, path, mark in reversed(found):
         if mark.get("config") != want:
             log.warning("%s is a checkpoint of another config: starting this run from step 0", path)
@@ -73,7 +74,6 @@ def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
             log.warning("%s is damaged (%s): not continued", path, damage)
             shutil.rmtree(path, ignore_errors=True)
             continue
-        records = rd.read_metrics()
         evals = int(mark.get("evals", 0))
         if len(records) < evals:
             log.warning(

@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lorahpo.errors import UserError
+from lorahpo.rundir import read_json, write_json
 
 PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
 TRACKING_FILE = "tracking.json"  # a sweep's parent run, kept for resume
@@ -94,9 +95,7 @@ def start_sweep(cfg: DictConfig, sweep_dir: Path) -> list[str]:
         import mlflow
 
         saved = sweep_dir / TRACKING_FILE
-        parent = (
-            json.loads(saved.read_text()).get("mlflow_parent_run_id") if saved.exists() else None
-        )
+        parent = (read_json(saved) or {}).get("mlflow_parent_run_id")
         mlflow.set_tracking_uri(str(lg.tracking_uri))
         mlflow.set_experiment(str(lg.experiment_name))
         run = mlflow.start_run(
@@ -112,7 +111,7 @@ def start_sweep(cfg: DictConfig, sweep_dir: Path) -> list[str]:
                 }
             )
             mlflow.set_tag("lorahpo.sweep_dir", str(sweep_dir))
-            saved.write_text(json.dumps({"mlflow_parent_run_id": run.info.run_id}))
+            write_json(saved, {"mlflow_parent_run_id": run.info.run_id})
         return [f"logger.parent_run_id={run.info.run_id}"]
     if "wandb" in lg.report_to:
         return [f"logger.group=sweep-{sweep_dir.name}"]

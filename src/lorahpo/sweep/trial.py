@@ -12,7 +12,6 @@ import gc
 import json
 import logging
 import os
-import socket
 import time
 import traceback
 from dataclasses import dataclass
@@ -153,15 +152,11 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
 def _this_worker() -> dict[str, Any]:
     """pid, start time (a pid alone may be reused), host and Ray node of this worker."""
-    import psutil
     import ray
 
-    return {
-        "pid": os.getpid(),
-        "started": psutil.Process().create_time(),
-        "host": socket.gethostname(),
-        "node": ray.get_runtime_context().get_node_id(),
-    }
+    from lorahpo.sweep.strays import process_id  # strays reads this module's events
+
+    return {**process_id(os.getpid()), "node": ray.get_runtime_context().get_node_id()}
 
 
 def record_event(sweep_dir: Path, trial_id: str, event: str, **fields: Any) -> None:

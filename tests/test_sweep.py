@@ -423,6 +423,7 @@ def test_trials_that_fit_count_per_node():
         (["hardware.cpus_per_trial=512"], ["hardware.cpus_per_trial=512", "no node"]),
         (["hardware=gpu"], ["1 GPU(s)", "use hardware=cpu"]),
         (["data=csv", "data.train_path=does/not/exist.csv"], ["does/not/exist.csv", "no such"]),
+        (["hardware.max_retries=twice"], ["hardware.max_retries='twice'", "whole number"]),
     ],
 )
 def test_preflight_stops_the_sweep_before_any_trial(tmp_path, args, needles):

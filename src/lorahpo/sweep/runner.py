@@ -260,6 +260,18 @@ def trials_that_fit(nodes: list[dict[str, float]], cpus: float, gpus: float) -> 
     return total
 
 
+def _check_retries(hw: DictConfig) -> int:
+    """`hardware.max_retries`, checked before Ray starts (a bad value would otherwise end the
+    sweep with a traceback once Ray is up)."""
+    retries = hw.get("max_retries", 1)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise UserError(
+            f"hardware.max_retries={retries!r}: must be a whole number >= 0 (how many times a "
+            "trial whose worker or node was lost runs again from its checkpoint; 0: never)."
+        )
+    return retries
+
+
 def _check_resources(hw: DictConfig) -> None:
     """Before any trial: a trial no node can hold is an error (Ray would wait for ever); a
     concurrency the cluster cannot reach is said once, with the fix."""
@@ -325,6 +337,7 @@ def run_sweep(
         ) from None
     defaults = load(config, fixed)  # a trial's config without the searched values
     _check_model_weights(defaults)
+    max_retries = _check_retries(config.hardware)
     max_evals = planned_evals_upper_bound(defaults, space)
     if config.search.algorithm == "grid":  # every combination once: no room for start points
         if config.search.get("start_points"):
@@ -421,9 +434,7 @@ def run_sweep(
                 ],
                 # a trial whose worker or node was lost is retried from its latest
                 # checkpoint; one whose own code raised is not (lorahpo.sweep.retry)
-                failure_config=tune.FailureConfig(
-                    max_failures=int(hw.get("max_retries", 1)), fail_fast=False
-                ),
+                failure_config=tune.FailureConfig(max_failures=max_retries, fail_fast=False),
                 verbose=0,
             ),
         )

@@ -10,6 +10,8 @@ hydra-ray-launcher (all jobs queued as Ray tasks at once). Prints, for each:
 
 - slot utilisation = time inside trial training + evaluation / (slots x sweep wall time), and
   the same over the trials' span (first job start to last job end);
+- time from the command's start to the first job's start and to the first training step
+  (a worker's one-time start, its imports, falls in one or the other);
 - per-trial start-up = job start (its .hydra/ written) to its first training step (median);
 - time between trials = a job's start minus the latest end of an earlier job in that slot;
 - train tokens/s per trial (median);
@@ -78,6 +80,7 @@ def _figures(jobs: pd.DataFrame, span: tuple[float, float], slots: int) -> dict[
         "utilisation": busy / (slots * wall),
         "in_window": busy / (slots * window),
         "first_job_s": jobs["job_start"].min() - start,
+        "first_step_s": jobs["train_start"].min() - start,
         "after_last_s": end - jobs["job_end"].max(),
         "startup_s": statistics.median(jobs["train_start"] - jobs["job_start"]),
         "between_s": statistics.mean(gaps) if gaps else float("nan"),
@@ -134,6 +137,7 @@ def main() -> None:
         "utilisation",
         "util. trials",
         "to 1st job s",
+        "to 1st step s",
         "after last s",
         "start-up s",
         "between s",
@@ -146,6 +150,7 @@ def main() -> None:
             f"{f['utilisation']:.1%}",
             f"{f['in_window']:.1%}",
             f"{f['first_job_s']:.1f}",
+            f"{f['first_step_s']:.1f}",
             f"{f['after_last_s']:.1f}",
             f"{f['startup_s']:.2f}",
             f"{f['between_s']:.2f}",

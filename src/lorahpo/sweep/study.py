@@ -116,6 +116,9 @@ def plot_study(sweep_dir: Path, study, trials: pd.DataFrame) -> list[Path]:
     from optuna.visualization import matplotlib as ovm
 
     logging.getLogger("matplotlib.legend").setLevel(logging.ERROR)  # legends of empty plots
+    # categorical parameters whose values read as numbers (lora.r): plotted as categories, as
+    # meant; matplotlib would say so four times per summary on the sweep's console
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
     paths = [learning_curves(sweep_dir, trials)]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     plots: list[tuple[str, Any]] = [

@@ -203,10 +203,6 @@ def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
     for i in range(2, len(trials)):
         gap = min(abs(start[i] - e) for e in end[:i])
         assert gap < 3.0, (i, gap)
-    # Ray started the workers with the libraries imported (lorahpo.sweep.preload), and torch
-    # runs on each trial's one CPU, not on the machine's two it read at that import
-    workers = [e for e in read_events(tmp_path) if e["event"] == "worker"]
-    assert [(e["preloaded"], e["threads"]) for e in workers] == [(True, 1)] * len(trials)
 
 
 @pytest.mark.slow
@@ -309,8 +305,6 @@ def test_sweep_on_an_existing_ray_cluster(tmp_path):
         )
         assert (trials["status"] == "completed").all()
         assert f"127.0.0.1:{port}" in proc.stdout + proc.stderr
-        # a cluster's workers are not this sweep's to preload: each imports in its trial
-        assert not any(e.get("preloaded") for e in read_events(tmp_path) if e["event"] == "worker")
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
@@ -410,22 +404,6 @@ def test_trials_share_a_worker_and_its_4bit_base(tmp_path):
     results = [json.loads((tmp_path / str(n) / "result.json").read_text()) for n in trials.number]
     assert [r["base_reused"] for r in results] == [False, True, True]
     assert all(r["startup_s"] < results[0]["startup_s"] for r in results[1:])
-
-
-def test_workers_are_preloaded_only_for_local_sweeps_without_gpus(monkeypatch):
-    from omegaconf import OmegaConf
-
-    from lorahpo.sweep.preload import applies
-
-    def hw(**kw):
-        return OmegaConf.create({"ray_address": None, "gpus_per_trial": 0, **kw})
-
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert applies(hw())
-    assert not applies(hw(gpus_per_trial=1))  # bitsandbytes' import would pick the GPUs
-    assert not applies(hw(ray_address="10.0.0.1:6379"))  # a cluster's workers are not ours
-    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
-    assert not applies(hw())
 
 
 def test_trials_that_fit_count_per_node():

@@ -23,7 +23,7 @@ from ray.tune import Callback
 from lorahpo import tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.rundir import RunDir, RunResult
-from lorahpo.sweep import algorithms, preload, table
+from lorahpo.sweep import algorithms, table
 from lorahpo.sweep.lock import hold_sweep_lock
 from lorahpo.sweep.retry import retry_only_lost_workers
 from lorahpo.sweep.space import (
@@ -233,22 +233,19 @@ def _start_ray(hw: DictConfig, root: Path) -> None:
         # trial's thread ends within this many seconds; Ray's default of 2 is short for
         # freeing an 8B trial's optimizer and Trainer
         "TUNE_FUNCTION_THREAD_TIMEOUT_S": "30",
-        **preload.tune_actor_env(),
     }
-    os.environ.update(env)  # a local instance's workers inherit it
-    preload.tune_actors_take_the_job_env()
+    os.environ.update(env)
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "log_to_driver": False,
         "logging_level": logging.WARNING,
+        "runtime_env": {"env_vars": env},
     }
     if hw.get("ray_address"):
         log.info("connecting to the Ray cluster at %s", hw.ray_address)
-        ray.init(address=hw.ray_address, runtime_env={"env_vars": env}, **kwargs)
-    elif preload.applies(hw):
-        ray.init(_system_config=preload.system_config(hw), **kwargs)
+        ray.init(address=hw.ray_address, **kwargs)
     else:
-        ray.init(runtime_env={"env_vars": env}, **kwargs)
+        ray.init(**kwargs)
 
 
 def trials_that_fit(nodes: list[dict[str, float]], cpus: float, gpus: float) -> int:

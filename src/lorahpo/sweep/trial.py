@@ -23,7 +23,6 @@ from omegaconf import DictConfig, open_dict
 from lorahpo import base_cache, modeling
 from lorahpo.report import listening
 from lorahpo.rundir import RunDir, read_json, write_json
-from lorahpo.sweep import preload
 from lorahpo.sweep.space import trial_overrides
 
 log = logging.getLogger(__name__)
@@ -92,19 +91,10 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from ray import tune
 
     os.chdir(spec.cwd)
-    preloaded = preload.preloaded()  # asked before the first trial imports anything
-    threads = preload.match_torch_threads()
     base_cache.keep_between_runs(spec.warm_trials)  # the worker's next trial reuses the base
     trial_id = tune.get_context().get_trial_id()
     num = claim_number(Path(spec.sweep_dir), trial_id)
-    record_event(
-        Path(spec.sweep_dir),
-        trial_id,
-        "worker",
-        **_this_worker(),
-        preloaded=preloaded,  # the libraries were imported before the trial (sweep.preload)
-        threads=threads,  # torch's threads (None: torch not imported yet)
-    )
+    record_event(Path(spec.sweep_dir), trial_id, "worker", **_this_worker())
     overrides = spec.fixed_overrides + trial_overrides(config)
 
     setup_globals()

@@ -63,7 +63,7 @@ def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
     """The latest marked checkpoint of this config in `rd`, or None (then whatever is in
     `checkpoints/` is left over from another config or a cut-short save, and is removed)."""
     found = _marked_checkpoints(rd.checkpoints_path)
-    want = fingerprint(cfg)
+    want = fingerprint(cfg) if found else None  # a new run (the usual case) needs no hash
     records = rd.read_metrics() if found else []
     for step, path, mark in reversed(found):
         if mark.get("config") != want:

@@ -15,26 +15,19 @@ next run loads afresh. A base is never reused silently.
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lorahpo import modeling
+from lorahpo.compat.torch_hooks import count_hooks
+from lorahpo.config_keys import Affects, config_key
 from lorahpo.inputs import Inputs, load_base_model, load_inputs
 
 log = logging.getLogger(__name__)
-
-# model keys that are hyperparameter defaults or search settings: they change neither the
-# weights nor the tokens, so trials that differ only there share a base
-NOT_BASE_KEYS = frozenset(
-    {"default_lr", "lr_space", "lr_grid", "lora_target_modules", "start_points"}
-)
-HARDWARE_BASE_KEYS = ("device", "precision", "quantization", "gradient_checkpointing")
 
 
 @dataclass
@@ -63,32 +56,21 @@ def keep_between_runs(keep: bool = True) -> None:
 
 
 def inputs_key(cfg: DictConfig) -> str:
-    """Everything that changes the rows or their tokens (and the tokenizer behind them)."""
-    data = OmegaConf.to_container(cfg.data, resolve=True)
+    """Everything that changes the rows or their tokens (and the tokenizer behind them): the
+    TOKENS keys (lorahpo.config_keys) and the identity of a CSV file."""
     file = None
-    if data.get("source") == "csv" and data.get("train_path"):
-        p = Path(str(data["train_path"])).expanduser()
-        if p.is_file():
-            st = p.stat()
-            file = [str(p.resolve()), st.st_size, st.st_mtime_ns]
-    model = _model_settings(cfg, NOT_BASE_KEYS)
-    return _digest(
-        {"data": data, "file": file, "model": model, "cache_dir": str(cfg.paths.cache_dir)}
-    )
+    path = cfg.data.get("train_path")
+    if cfg.data.get("source") == "csv" and path and Path(str(path)).expanduser().is_file():
+        p = Path(str(path)).expanduser()
+        file = [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
+    return config_key(cfg, Affects.TOKENS, extra={"file": file})
 
 
 def base_key(cfg: DictConfig, inputs: Inputs) -> str:
-    """Everything that changes the loaded base model."""
-    model = _model_settings(cfg, NOT_BASE_KEYS | {"template"})
-    return _digest(
-        {
-            "path": inputs.model_path,
-            "model": model,
-            "num_labels": int(cfg.data.num_labels),
-            "pad_token_id": inputs.tokenizer.pad_token_id,
-            "hardware": {k: cfg.hardware.get(k) for k in HARDWARE_BASE_KEYS},
-        }
-    )
+    """Everything that changes the loaded base model: the BASE keys, the folder it was found
+    in and the pad token it was given."""
+    extra = {"path": inputs.model_path, "pad_token_id": inputs.tokenizer.pad_token_id}
+    return config_key(cfg, Affects.BASE, extra=extra)
 
 
 def inputs_for(cfg: DictConfig) -> Inputs:
@@ -127,7 +109,7 @@ def base_for(cfg: DictConfig, inputs: Inputs):
         _loaded.base_key, _loaded.model = key, model
         _loaded.head_name, _loaded.head_module = head_name, head
         _loaded.head_init = {k: v.detach().clone() for k, v in head.state_dict().items()}
-        _loaded.hooks = _count_hooks(model)
+        _loaded.hooks = count_hooks(model)
         # what is loaded now lives as long as the worker: keep it out of every later garbage
         # collection (a full collection over a loaded model and its libraries takes ~0.3 s,
         # and the Trainer runs one at the start of each trial)
@@ -166,7 +148,7 @@ def check_intact(model) -> str | None:
         return f"{len(trainable)} trainable base parameter(s), e.g. {trainable[0]}"
     if getattr(model, _loaded.head_name, None) is not _loaded.head_module:
         return f"the classification head ({_loaded.head_name}) was replaced"
-    hooks = _count_hooks(model)
+    hooks = count_hooks(model)
     if hooks != _loaded.hooks:
         return f"{hooks} module hooks, {_loaded.hooks} at load"
     return None
@@ -194,20 +176,3 @@ def _free_base(loaded: _Loaded) -> None:
     gc.unfreeze()  # the old base's objects become collectable again
     gc.collect()
     modeling.empty_device_cache()
-
-
-def _count_hooks(model) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-        for m in model.modules()
-    )
-
-
-def _model_settings(cfg: DictConfig, leave_out: frozenset[str]) -> dict[str, Any]:
-    """The model config, resolved, without the keys that do not change what is loaded."""
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    return {k: v for k, v in model.items() if k not in leave_out}
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -5,8 +5,6 @@ training hyperparameters), so trials of one sweep can share it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -20,6 +18,7 @@ from omegaconf import DictConfig
 
 from lorahpo import data as data_lib
 from lorahpo import modeling
+from lorahpo.config_keys import digest
 
 log = logging.getLogger(__name__)
 
@@ -110,25 +109,17 @@ def tokenised(texts: list[str], labels: np.ndarray, tokenizer, max_length: int, 
 
 
 def _tokens_key(texts: list[str], labels: np.ndarray, tokenizer, max_length: int) -> str:
-    h = hashlib.sha256(f"v1|{max_length}|{type(tokenizer).__name__}".encode())
-    h.update(_tokenizer_fingerprint(tokenizer).encode())
-    for t in texts:
-        h.update(t.encode("utf-8", "surrogatepass"))
-        h.update(b"\0")
-    h.update(np.asarray(labels, dtype=np.int64).tobytes())
-    return h.hexdigest()[:24]
-
-
-def _tokenizer_fingerprint(tokenizer) -> str:
-    """What makes two tokenizers give the same ids: their full serialised state."""
+    """By content: the texts, the labels and the tokenizer's full serialised state."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    state = (
-        backend.to_str()
-        if backend is not None
-        else json.dumps(sorted(tokenizer.get_vocab().items()))
-    )
-    extra = [tokenizer.pad_token_id, tokenizer.padding_side, tokenizer.truncation_side]
-    return hashlib.sha256((state + json.dumps(extra)).encode()).hexdigest()
+    state = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
+    settings = [tokenizer.pad_token_id, tokenizer.padding_side, tokenizer.truncation_side]
+    head = {
+        "version": 2,
+        "max_length": max_length,
+        "tokenizer": [type(tokenizer).__name__, state, settings],
+        "labels": np.asarray(labels, dtype=np.int64).tolist(),
+    }
+    return digest(head, texts)
 
 
 def load_base_model(cfg: DictConfig, inputs: Inputs):

@@ -54,15 +54,7 @@ def resolve_model_path(
         )
     path = str(path)
     if path.startswith(PACKAGE_PREFIX):
-        package, _, sub = path[len(PACKAGE_PREFIX) :].partition("/")
-        try:
-            folder = importlib.resources.files(package) / sub
-        except ModuleNotFoundError:
-            raise UserError(
-                f"model.path={path}: the Python package {package!r} is not "
-                f"installed; pip install it (see README)."
-            ) from None
-        return str(folder)
+        return package_folder(path)
     local = Path(path).expanduser()
     if local.is_dir():
         if not (local / "config.json").exists():
@@ -82,6 +74,18 @@ def resolve_model_path(
             "model.path=<folder>), or set model.allow_download=true to fetch from the hub."
         )
     return path
+
+
+def package_folder(path: str) -> str:
+    """`pkg:<python package>/<folder inside it>` as a folder (a model shipped in a package)."""
+    package, _, sub = path[len(PACKAGE_PREFIX) :].partition("/")
+    try:
+        return str(importlib.resources.files(package) / sub)
+    except ModuleNotFoundError:
+        raise UserError(
+            f"model.path={path}: the Python package {package!r} is not "
+            f"installed; pip install it (see README)."
+        ) from None
 
 
 def hub_cache_dir() -> str:

@@ -14,7 +14,6 @@ to that checkpoint and continues from there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -24,28 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from transformers import TrainerCallback
 
+from lorahpo.config_keys import Affects, config_key
+from lorahpo.objective import parse_objective
 from lorahpo.rundir import EvalRecord, RunDir, read_json, write_json
 
 log = logging.getLogger(__name__)
 MARK = "resume.json"  # in a checkpoint folder: it is complete, and what it continues
 BEST_LOGITS = "val_logits.npy"  # in the best evaluation's checkpoint: its validation logits
-# what changes a run's training: a checkpoint of another config is never continued. Of the
-# hardware, only what changes the numbers: a sweep resumed with another hardware.concurrency
-# (fewer GPUs free) or max_retries continues its trials
-FINGERPRINT_KEYS = ("seed", "objective", "data", "model", "lora", "train")
-HARDWARE_KEYS = ("device", "precision", "quantization", "gradient_checkpointing", "optim")
 
 
 def fingerprint(cfg: DictConfig) -> str:
-    """A hash of everything that decides what a run trains (not its logger, progress bar or
-    how a sweep schedules it)."""
-    keys = {k: OmegaConf.select(cfg, k) for k in FINGERPRINT_KEYS}
-    keys["hardware"] = {k: OmegaConf.select(cfg, f"hardware.{k}") for k in HARDWARE_KEYS}
-    text = OmegaConf.to_yaml(OmegaConf.create(keys), resolve=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A hash of everything that decides what a run trains (the NUMBERS keys of
+    lorahpo.config_keys; not its logger, progress bar or how a sweep schedules it)."""
+    return config_key(cfg, Affects.NUMBERS)
 
 
 @dataclass
@@ -86,7 +79,7 @@ def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
             break
         history = records[:evals]
         log.info("resuming from %s (step %d, %d evaluation(s) done)", path.name, step, len(history))
-        return ResumePoint(path, step, history, _best_logits(rd, history))
+        return ResumePoint(path, step, history, _best_logits(rd, history, cfg))
     if rd.checkpoints_path.exists():
         log.warning("starting from step 0: no usable checkpoint in %s", rd.checkpoints_path)
         shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
@@ -125,10 +118,10 @@ def _marked_checkpoints(folder: Path) -> list[tuple[int, Path, dict]]:
     return sorted(out, key=lambda x: x[0])
 
 
-def _best_logits(rd: RunDir, history: list[EvalRecord]) -> np.ndarray | None:
+def _best_logits(rd: RunDir, history: list[EvalRecord], cfg: DictConfig) -> np.ndarray | None:
     if not history:
         return None
-    best = min(history, key=lambda r: r.objective)
+    best = parse_objective(cfg.objective).best_record(history)
     path = rd.checkpoints_path / f"checkpoint-{best.step}" / BEST_LOGITS
     return np.load(path) if path.exists() else None
 

@@ -8,8 +8,6 @@ The tokenizer is a byte-level BPE trained on the run's own texts, so no download
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -18,17 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lorahpo.config_keys import digest
+
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-
-
-def _fingerprint(texts: list[str], arch: dict[str, Any]) -> str:
-    h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:12]
 
 
 def _train_tokenizer(texts: Iterable[str], vocab_size: int):
@@ -65,7 +57,7 @@ def build_tiny_model(
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     key = {**arch, "num_labels": num_labels, "seed": seed}
-    target = Path(cache_dir) / f"tiny-llama-{_fingerprint(texts, key)}"
+    target = Path(cache_dir) / f"tiny-llama-{digest(key, texts)}"
     if (target / "config.json").exists():
         return target
     log.info("building the tiny model in %s", target)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from lorahpo import base_cache, modeling, provenance, scoring, tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.inputs import Inputs
+from lorahpo.objective import parse_objective
 from lorahpo.plan import check_train_config, training_plan
 from lorahpo.report import report
 from lorahpo.rundir import EvalRecord, RunDir, RunResult, write_json
@@ -103,7 +104,7 @@ def explain(e: Exception) -> Exception:
 
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be checked without data or a model, before either loads."""
-    scoring.check_method(cfg.objective, temperature=1.0, key="objective")
+    parse_objective(cfg.objective)
     check_train_config(cfg.train)
     modeling.check_lora_config(cfg.lora)
     modeling.check_hardware(cfg.hardware)
@@ -137,20 +138,8 @@ def train_adapter(
 def _train(
     cfg: DictConfig, inputs: Inputs, model, rd: RunDir, started_at: float | None
 ) -> RunResult:
-    import torch
-    from transformers import DataCollatorWithPadding
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    from lorahpo.resume import ResumeMarks, resume_point
-    from lorahpo.trainer import (
-        EvalRecorder,
-        EvalScorer,
-        InOrderEvalTrainer,
-        QuietProgress,
-        RunParams,
-        TrainingDiverged,
-        training_arguments,
-    )
+    from lorahpo.resume import resume_point
+    from lorahpo.trainer import EvalRecorder, EvalScorer, TrainingDiverged
 
     trainable, total = model.get_nb_trainable_parameters()
     log.info(
@@ -161,21 +150,59 @@ def _train(
         f"{trainable:,}",
         f"{total:,}",
     )
-    validate = inputs.validate
-    plan = training_plan(len(inputs.train_ds), cfg.train, validate)
+    plan = training_plan(len(inputs.train_ds), cfg.train, inputs.validate)
     scorer = EvalScorer(inputs.val_groups(cfg.data.question_column))
     resume = resume_point(rd, cfg)  # an interrupted run of this config left a checkpoint
     recorder = EvalRecorder(
         rd,
         plan.planned_evals,
         scorer,
-        cfg.objective,
+        parse_objective(cfg.objective),
         history=resume.history if resume else None,
         best_logits=resume.best_logits if resume else None,
     )
+    trainer = _trainer(cfg, inputs, model, rd, plan.eval_steps, scorer, recorder)
+    for record in recorder.records:  # the evaluations before the checkpoint, told again:
+        report(record.to_json())  # a restarted sweep trial counts them from 1 again
+    output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume else None)
+    if recorder.diverged:
+        bad = recorder.records[-1]
+        raise TrainingDiverged(
+            f"training diverged: validation log loss is {bad.eval_log_loss} at step "
+            f"{bad.step} (train.lr={cfg.train.lr}). Lower train.lr or raise "
+            "train.warmup_ratio."
+        )
+    # the best adapter (the Trainer has loaded it back) and only that: checkpoints go
+    model.save_pretrained(rd.adapter_path, safe_serialization=True)
+    inputs.tokenizer.save_pretrained(rd.adapter_path)
+    shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
+    result = _result(cfg, inputs, output, recorder, resume, started_at)
+    result.planned_evals = plan.planned_evals
+    result.trainable_params, result.total_params = trainable, total
+    if inputs.validate:
+        best = recorder.best()
+        _fill_best(result, best)
+        rd.write_calibration(_calibration(best))
+        logits = recorder.best_logits
+        if logits is None:  # best before a resume whose checkpoint kept no logits
+            trainer.predict(inputs.val_ds)  # the best adapter is loaded: the scorer keeps them
+            logits = scorer.logits
+        _write_predictions(rd, inputs, logits, cfg.data)
+    return result
+
+
+def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, eval_steps: int, scorer, recorder):
+    """The HF Trainer of this run, with the project's callbacks and quiet progress."""
+    from transformers import DataCollatorWithPadding
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from lorahpo.resume import ResumeMarks
+    from lorahpo.trainer import InOrderEvalTrainer, QuietProgress, RunParams, training_arguments
+
+    validate = inputs.validate
     trainer = InOrderEvalTrainer(
         model=model,
-        args=training_arguments(cfg, rd.checkpoints_path, plan.eval_steps, validate),
+        args=training_arguments(cfg, rd.checkpoints_path, eval_steps, validate),
         train_dataset=inputs.train_ds,
         eval_dataset=inputs.val_ds if validate else None,
         data_collator=DataCollatorWithPadding(
@@ -191,50 +218,36 @@ def _train(
     trainer.pop_callback(PrinterCallback)  # raw metric dicts: EvalRecorder logs them readably
     if trainer.pop_callback(ProgressCallback):
         trainer.add_callback(QuietProgress)
-    for record in recorder.records:  # the evaluations before the checkpoint, told again:
-        report(record.to_json())  # a restarted sweep trial counts them from 1 again
-    output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume else None)
-    if recorder.diverged:
-        bad = recorder.records[-1]
-        raise TrainingDiverged(
-            f"training diverged: validation log loss is {bad.eval_log_loss} at step "
-            f"{bad.step} (train.lr={cfg.train.lr}). Lower train.lr or raise "
-            "train.warmup_ratio."
-        )
+    return trainer
 
-    # the best adapter (the Trainer has loaded it back) and only that: checkpoints go
-    model.save_pretrained(rd.adapter_path, safe_serialization=True)
-    inputs.tokenizer.save_pretrained(rd.adapter_path)
-    shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
-    # times and tokens/s of this process's part: a resumed run trained only the rest
+
+def _result(cfg: DictConfig, inputs: Inputs, output, recorder, resume, started_at) -> RunResult:
+    """How the run went: steps, times and tokens/s of this process's part (a resumed run
+    trained only the rest)."""
+    import torch
+
     start_step = resume.step if resume else 0
     this_part = recorder.records[len(resume.history) if resume else 0 :]
     eval_time = sum(r.metrics.get("eval_runtime", 0.0) for r in this_part)
     train_time = max(output.metrics["train_runtime"] - eval_time, 1e-9)
     train_tokens = int(inputs.train_lengths.sum()) * cfg.train.epochs
     part = (output.global_step - start_step) / max(output.global_step, 1)
-    result = RunResult(
+    started = recorder.train_started_at
+    return RunResult(
         status="completed",
         objective_name=cfg.objective,
-        validated=validate,
+        validated=inputs.validate,
         train_rows=len(inputs.train_ds),
         evals_done=len(recorder.records),
-        planned_evals=plan.planned_evals,
         best_step=output.global_step,
         best_epoch=cfg.train.epochs,
         train_steps=output.global_step,
         train_time_s=round(train_time, 2),
         eval_time_s=round(eval_time, 2),
-        startup_s=(
-            round(recorder.train_started_at - started_at, 2)
-            if started_at and recorder.train_started_at
-            else None
-        ),
+        startup_s=round(started - started_at, 2) if started_at and started else None,
         train_tokens=int(train_tokens),
         train_tokens_per_s=round(train_tokens * part / train_time, 1),
         resumed_from_step=start_step or None,
-        trainable_params=trainable,
-        total_params=total,
         model_path=inputs.model_path,
         peak_gpu_memory_mb=(
             round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -242,16 +255,6 @@ def _train(
             else None
         ),
     )
-    if validate:
-        best = recorder.best()
-        _fill_best(result, best)
-        rd.write_calibration(_calibration(best))
-        logits = recorder.best_logits
-        if logits is None:  # best before a resume whose checkpoint kept no logits
-            trainer.predict(inputs.val_ds)  # the best adapter is loaded: the scorer keeps them
-            logits = scorer.logits
-        _write_predictions(rd, inputs, logits, cfg.data)
-    return result
 
 
 def _fill_best(result: RunResult, best: EvalRecord) -> None:

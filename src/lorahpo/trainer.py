@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 from torch.utils.data import SequentialSampler
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
 from lorahpo import scoring, tracking
 from lorahpo.batching import PooledLengthSampler
+from lorahpo.compat.transformers_trainer import SamplerHooks
 from lorahpo.errors import UserError
+from lorahpo.objective import Objective, parse_objective
 from lorahpo.report import report
 from lorahpo.rundir import EvalRecord, RunDir
 
@@ -37,7 +39,7 @@ def training_arguments(
 ) -> TrainingArguments:
     """HF `TrainingArguments` from the `train` and `hardware` config groups."""
     t, hw = cfg.train, cfg.hardware
-    objective = scoring.metric_name("log_loss", cfg.objective)
+    objective = parse_objective(cfg.objective)
     return TrainingArguments(
         output_dir=str(output_dir),
         learning_rate=t.lr,
@@ -62,8 +64,8 @@ def training_arguments(
         save_steps=eval_steps,
         save_total_limit=None,
         save_only_model=False,
-        metric_for_best_model=objective if validate else None,
-        greater_is_better=False,
+        metric_for_best_model=objective.metric if validate else None,
+        greater_is_better=objective.maximise,
         load_best_model_at_end=validate,
         # `pooled` batching is our own sampler (InOrderEvalTrainer); HF's for the other two
         train_sampling_strategy="group_by_length" if t.batching == "length" else "random",
@@ -80,7 +82,7 @@ def training_arguments(
     )
 
 
-class InOrderEvalTrainer(Trainer):
+class InOrderEvalTrainer(SamplerHooks):
     """The HF Trainer with `pooled` training batches (lorahpo.batching) and evaluation in
     dataset order. With length grouping on, HF's Trainer also shuffles evaluation batches by
     length; our validation set is already sorted by length, and its predictions must line up
@@ -93,10 +95,9 @@ class InOrderEvalTrainer(Trainer):
         self.pool_batches = pool_batches  # None: the sampler TrainingArguments name
         self.train_lengths = train_lengths  # tokens per training example, if known
 
-    def _get_train_sampler(self, train_dataset=None):
+    def train_sampler(self, dataset):
         if self.pool_batches is None:
-            return super()._get_train_sampler(train_dataset)
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return None
         lengths = self.train_lengths
         if lengths is None or len(lengths) != len(dataset):
             lengths = [len(x) for x in dataset["input_ids"]]
@@ -107,8 +108,8 @@ class InOrderEvalTrainer(Trainer):
             self.args.data_seed if self.args.data_seed is not None else self.args.seed,
         )
 
-    def _get_eval_sampler(self, eval_dataset):
-        return SequentialSampler(eval_dataset) if eval_dataset is not None else None
+    def eval_sampler(self, dataset):
+        return SequentialSampler(dataset) if dataset is not None else None
 
 
 class EvalScorer:
@@ -145,13 +146,13 @@ class EvalRecorder(TrainerCallback):
         run_dir: RunDir,
         planned_evals: int,
         scorer: EvalScorer,
-        objective: str,
+        objective: Objective,
         history: list[EvalRecord] | None = None,
         best_logits: np.ndarray | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.planned_evals = planned_evals
-        self.objective_key = "eval_" + scoring.metric_name("log_loss", objective)
+        self.objective = objective
         self.scorer = scorer
         self.best_logits = best_logits
         self.records: list[EvalRecord] = list(history or [])
@@ -165,11 +166,10 @@ class EvalRecorder(TrainerCallback):
 
     def is_best_last(self) -> bool:
         """Whether the latest evaluation is the best so far."""
-        return (
-            bool(self.records)
-            and self.records[-1].objective is not None
-            and (self.records[-1].objective <= min(r.objective for r in self.records))
-        )
+        if not self.records or self.records[-1].objective is None:
+            return False
+        best = self.objective.best(r.objective for r in self.records)
+        return best is not None and self.objective.better(self.records[-1].objective, best)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.train_started_at = time.time()
@@ -184,7 +184,7 @@ class EvalRecorder(TrainerCallback):
             eval=len(self.records) + 1,
             step=state.global_step,
             epoch=round(float(state.epoch or 0.0), 4),
-            objective=metrics.get(self.objective_key),
+            objective=metrics.get(self.objective.eval_key),
             eval_log_loss=metrics.pop("eval_log_loss", None),
             eval_accuracy=metrics.pop("eval_accuracy", None),
             train_loss=self.last_train_loss,
@@ -204,7 +204,8 @@ class EvalRecorder(TrainerCallback):
             record.eval_log_loss,
             record.eval_accuracy,
         )
-        if record.objective is None or not math.isfinite(record.objective):
+        losses = (record.objective, record.eval_log_loss)
+        if any(x is None or not math.isfinite(x) for x in losses):
             self.diverged = True
             control.should_training_stop = True
             return control
@@ -214,7 +215,7 @@ class EvalRecorder(TrainerCallback):
         return control
 
     def best(self) -> EvalRecord:
-        return min(self.records, key=lambda r: r.objective)
+        return self.objective.best_record(self.records)
 
 
 class QuietProgress(ProgressCallback):

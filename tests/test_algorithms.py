@@ -6,10 +6,13 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from lorahpo.sweep.algorithms import make_searcher
+from lorahpo.objective import DEFAULT
+from lorahpo.sweep import searchers
 from lorahpo.sweep.space import build_space, start_points
 
 from conftest import compose_cfg
+
+pytestmark = pytest.mark.unit
 
 SPACE, _ = build_space(
     {
@@ -23,7 +26,8 @@ SPACE, _ = build_space(
 
 def _searcher(algorithm, points=None, tmp_path=None, **search):
     cfg = OmegaConf.create({"algorithm": algorithm, "seed": 0, "n_initial": 2, **search})
-    searcher, domains = make_searcher(cfg, SPACE, 4, tmp_path, points)
+    ctx = searchers.BuildContext(cfg, SPACE, DEFAULT, 4, tmp_path, points or [])
+    searcher, domains = searchers.build(ctx)
     if domains:
         searcher.set_search_properties("objective", "min", domains)
     return searcher
@@ -73,8 +77,9 @@ def test_tpe_sends_free_slots_to_different_points():
     searcher = _searcher("tpe")
     for i in range(4):  # start-up trials, finished
         p = searcher.suggest(f"done{i}")
-        searcher.on_trial_result(f"done{i}", {"objective": _loss(p), "training_iteration": 1})
-        searcher.on_trial_complete(f"done{i}", {"objective": _loss(p), "training_iteration": 1})
+        result = {"objective": _loss(p), "training_iteration": 1, "evals": 1}
+        searcher.on_trial_result(f"done{i}", result)
+        searcher.on_trial_complete(f"done{i}", result)
     running = [searcher.suggest(f"run{i}") for i in range(4)]
     lrs = sorted(math.log10(p["train.lr"]) for p in running)
     assert min(b - a for a, b in zip(lrs, lrs[1:], strict=False)) > 0.01  # > 2% apart
@@ -89,7 +94,7 @@ def test_a_stopped_trial_is_pruned_with_its_intermediate_values():
     for name, evals in (("stopped", 2), ("finished", 12)):
         searcher.suggest(name)
         for step in range(1, evals + 1):
-            result = {"objective": 2.0 - 0.1 * step, "training_iteration": step}
+            result = {"objective": 2.0 - 0.1 * step, "training_iteration": step, "evals": step}
             searcher.on_trial_result(name, {**result, "planned_evals": 12})
         searcher.on_trial_complete(name, {**result, "planned_evals": 12})
     stopped, finished = searcher.study().trials
@@ -127,7 +132,7 @@ def test_warm_start_tells_the_searcher_earlier_trials(algorithm, tmp_path):
     points, skipped = evaluated_points([old], SPACE)
     assert [v for _, v in points] == [0.5, 0.7] and skipped == 1
     searcher = _searcher(algorithm, None, tmp_path)
-    assert warm_start(searcher, algorithm, points) == 2
+    assert warm_start(searcher, searchers.get(algorithm), points) == 2
     if algorithm == "tpe":
         told = [(t.params, t.value) for t in searcher.study().trials]
     elif algorithm == "hyperopt":

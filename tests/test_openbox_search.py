@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from lorahpo.sweep.openbox_search import OpenBoxSearch, to_openbox_space
+from lorahpo.sweep.searchers.openbox_gp import OpenBoxSearch, to_openbox_space
 from lorahpo.sweep.space import parse_param
 
 from conftest import run_cli
@@ -21,6 +21,7 @@ SPACE = {
 }
 
 
+@pytest.mark.unit
 def test_every_parameter_type_maps_to_openbox():
     cs = to_openbox_space(SPACE, seed=0)
     kinds = {hp.name: type(hp).__name__ for hp in cs.get_hyperparameters()}
@@ -35,6 +36,7 @@ def test_every_parameter_type_maps_to_openbox():
     assert cs.get_hyperparameter("train.grad_accum").upper == 4
 
 
+@pytest.mark.unit
 def test_suggestions_are_valid_and_failures_are_not_fake_losses(tmp_path):
     search = OpenBoxSearch(
         SPACE, "objective", "min", seed=0, n_initial=2, concurrency=1, out_dir=tmp_path
@@ -57,6 +59,7 @@ def test_suggestions_are_valid_and_failures_are_not_fake_losses(tmp_path):
     assert ok == pytest.approx(expected)  # the real objectives, in order
 
 
+@pytest.mark.unit
 def test_searcher_state_survives_a_checkpoint(tmp_path):
     search = OpenBoxSearch(
         SPACE, "objective", "min", seed=0, n_initial=2, concurrency=2, out_dir=tmp_path
@@ -87,7 +90,7 @@ def _check_sweep(sweep_dir, n):
     return trials
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_search_gp_with_asha_inside_the_sweeper(tmp_path):
     proc = run_cli(
         "-m",
@@ -108,7 +111,7 @@ def test_search_gp_with_asha_inside_the_sweeper(tmp_path):
     assert len(history["observations"]) == (trials["evals_done"] == 2).sum()
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_tune_openbox_driver_runs_and_continues_a_sweep(tmp_path):
     args = [
         "debug=smoke",

@@ -4,8 +4,12 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from lorahpo.errors import UserError
-from lorahpo.sweep.algorithms import make_scheduler, tune_domain
+from lorahpo.objective import DEFAULT
+from lorahpo.sweep.schedulers import make_scheduler
+from lorahpo.sweep.searchers import tune_domains
 from lorahpo.sweep.space import Param, build_space, parse_param, trial_overrides
+
+pytestmark = pytest.mark.unit
 
 
 def test_grammar_to_params():
@@ -69,7 +73,7 @@ def test_sampled_values_round_trip_through_hydra_overrides():
 
 def test_grid_needs_choices():
     with pytest.raises(UserError, match="search=grid cannot enumerate the interval of train.lr"):
-        tune_domain(parse_param("train.lr", "interval(1e-4, 1e-3)"), grid=True)
+        tune_domains({"train.lr": parse_param("train.lr", "interval(1e-4, 1e-3)")}, grid=True)
 
 
 def test_scheduler_budget_is_checked_in_evaluations():
@@ -77,9 +81,10 @@ def test_scheduler_budget_is_checked_in_evaluations():
 
     asha = OmegaConf.create({"name": "asha", "grace_period": 2, "reduction_factor": 2, "max_t": 4})
     with pytest.raises(UserError, match="max_t=4 evaluations is below the 12"):
-        make_scheduler(asha, max_evals=12)
+        make_scheduler(asha, max_evals=12, objective=DEFAULT)
     asha.max_t = None
-    assert make_scheduler(asha, max_evals=12)._max_t == 13  # one past the longest trial
+    scheduler = make_scheduler(asha, max_evals=12, objective=DEFAULT)
+    assert scheduler._max_t == 13  # one past the longest trial
     asha.grace_period = 20
     with pytest.raises(UserError, match="grace_period=20"):
-        make_scheduler(asha, max_evals=12)
+        make_scheduler(asha, max_evals=12, objective=DEFAULT)

@@ -1,6 +1,6 @@
 """The Hydra side of the sweeper: registration and the `Sweeper` interface.
 
-The work is in `lorahpo.sweep.runner`; this module stays thin so that Hydra's plugin scan
+The work is in `lorahpo.sweep.driver`; this module stays thin so that Hydra's plugin scan
 (which imports every module under `hydra_plugins`) costs nothing.
 """
 
@@ -56,7 +56,7 @@ class LorahpoSweeper(Sweeper):
             # this when it is first imported, which is below)
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         from lorahpo.errors import UserError, report_user_error
-        from lorahpo.sweep.runner import run_sweep
+        from lorahpo.sweep.driver import run_sweep
 
         try:
             return run_sweep(

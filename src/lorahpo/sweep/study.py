@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from lorahpo.objective import DEFAULT, Objective
 from lorahpo.rundir import RunDir
 from lorahpo.sweep.space import Param
 
@@ -86,20 +87,24 @@ def frozen_trials(trials: pd.DataFrame, space: dict[str, Param]) -> list:
     return out
 
 
-def write_study(sweep_dir: Path, trials: pd.DataFrame, space: dict[str, Param]):
+def write_study(
+    sweep_dir: Path, trials: pd.DataFrame, space: dict[str, Param], objective: Objective = DEFAULT
+):
     """(Re)write `<sweep_dir>/study.db` from the table; returns the study (in memory)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     frozen = frozen_trials(trials, space)
-    study = optuna.create_study(study_name=STUDY_NAME, direction="minimize")
+    study = optuna.create_study(study_name=STUDY_NAME, direction=objective.direction)
     study.add_trials(frozen)
     tmp = sweep_dir / f".{STUDY_FILE}.tmp"
     tmp.unlink(missing_ok=True)
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's experimental-API warnings
-        on_disk = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="minimize")
+        on_disk = optuna.create_study(
+            study_name=STUDY_NAME, storage=storage, direction=objective.direction
+        )
         on_disk.add_trials(frozen)
     storage.engine.dispose()
     os.replace(tmp, sweep_dir / STUDY_FILE)  # readers never see half a database

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lorahpo.objective import Objective
 from lorahpo.rundir import write_csv
 from lorahpo.sweep.best import write_best_experiment
 from lorahpo.sweep.space import Param
@@ -23,18 +24,21 @@ _live: dict[Path, LiveSummary] = {}  # the running sweeps' live summaries, by di
 
 
 def summarize(
-    sweep_dir: Path, space: dict[str, Param], running: Iterable[str] = ()
+    sweep_dir: Path,
+    space: dict[str, Param],
+    objective: Objective,
+    running: Iterable[str] = (),
 ) -> tuple[pd.DataFrame, pd.Series | None]:
     """Write `trials.csv`, the best experiment config, the Optuna study and the plots; return
     the table and the best trial. During a sweep `running` names the trials still running
     (Ray trial ids)."""
-    trials = collect_trials(sweep_dir, list(space), running)
+    trials = collect_trials(sweep_dir, list(space), running, objective)
     finalize_stopped(trials)
     write_csv(sweep_dir / TRIALS_FILE, trials)
-    best = best_trial(trials)
+    best = best_trial(trials, objective)
     if best is not None:
         write_best_experiment(sweep_dir, best)
-    study = write_study(sweep_dir, trials, space)
+    study = write_study(sweep_dir, trials, space, objective)
     plot_study(sweep_dir, study, trials)
     return trials, best
 
@@ -56,8 +60,15 @@ class LiveSummary:
     `min_interval` seconds, and requests that arrive meanwhile are merged into the next one.
     """
 
-    def __init__(self, sweep_dir: Path, space: dict[str, Param], min_interval: float = 10.0):
+    def __init__(
+        self,
+        sweep_dir: Path,
+        space: dict[str, Param],
+        objective: Objective,
+        min_interval: float = 10.0,
+    ):
         self.sweep_dir, self.space, self.min_interval = sweep_dir, space, min_interval
+        self.objective = objective
         self._cv = threading.Condition()
         self._pending: set[str] | None = None
         self._closed = False
@@ -94,7 +105,7 @@ class LiveSummary:
                         return
                 running, self._pending = self._pending, None
             try:  # a summary that cannot be written must not end the sweep
-                summarize(self.sweep_dir, self.space, running=running)
+                summarize(self.sweep_dir, self.space, self.objective, running=running)
             except Exception as e:
                 log.warning("could not rewrite the sweep summary: %s", e)
             last = time.time()

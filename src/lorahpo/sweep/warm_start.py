@@ -2,9 +2,10 @@
 
 `search.warm_start=<sweep_dir>[,<sweep_dir>...]` reads each sweep's `trials.csv`; its
 completed trials whose parameters all lie in the current space are given to the searcher as
-evaluated points (Optuna: `add_trial`; Hyperopt and OpenBox: their histories). The rest are
-skipped and counted. A resumed sweep that is asked for more trials warm-starts from its own
-table the same way.
+evaluated points (`add_evaluated_point`), if it declares that it learns from earlier trials
+(lorahpo.sweep.searchers). The rest are skipped and counted. A resumed sweep that is asked for
+more trials warm-starts from its own table the same way, unless its searcher restores its own
+history.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from typing import Any
 import pandas as pd
 
 from lorahpo.errors import UserError
+from lorahpo.sweep.searchers import SearcherSpec
 from lorahpo.sweep.space import Param, plain
 from lorahpo.sweep.table import TRIALS_FILE
-
-LEARNS_FROM_HISTORY = ("tpe", "cmaes", "hyperopt", "gp")
 
 
 def sweep_dirs(value: Any) -> list[Path]:
@@ -54,9 +54,11 @@ def evaluated_points(
     return points, skipped
 
 
-def warm_start(searcher: Any, algorithm: str, points: list[tuple[dict[str, Any], float]]) -> int:
+def warm_start(
+    searcher: Any, spec: SearcherSpec, points: list[tuple[dict[str, Any], float]]
+) -> int:
     """Tell `searcher` the evaluated points; returns how many it took."""
-    if algorithm not in LEARNS_FROM_HISTORY or not points:
+    if not spec.learns_from_history or not points:
         return 0
     for params, value in points:
         searcher.add_evaluated_point(params, value)

@@ -1,0 +1,235 @@
+"""The sweep driver behind the Hydra sweeper: preflight -> lock -> Ray -> Tuner -> finish.
+
+It never trains anything: it chooses overrides, starts trials of the same task on Ray with
+the hardware's resources, listens to their reports and writes the sweep summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lorahpo import tracking
+from lorahpo.errors import UserError
+from lorahpo.sweep import ledger, searchers
+from lorahpo.sweep.lock import hold_sweep_lock
+from lorahpo.sweep.preflight import SweepPlan, check_resources, preflight
+from lorahpo.sweep.progress import TrialEvents
+from lorahpo.sweep.ray_session import failure_config, start_ray, stop_strays
+from lorahpo.sweep.searchers import BuildContext
+from lorahpo.sweep.summary import LiveSummary, summarize
+from lorahpo.sweep.table import best_start_point, collect_trials, format_table
+from lorahpo.sweep.trial import TrialSpec, run_trial
+from lorahpo.sweep.warm_start import evaluated_points, warm_start
+
+TUNE_DIR = ".tune"  # Ray Tune's own experiment state, inside the sweep directory
+
+
+def run_sweep(
+    hydra_context,
+    task_function,
+    config: DictConfig,
+    arguments: list[str],
+    resume: bool,
+    warm_trials: bool = True,
+    status_every: float = 30.0,
+) -> float:
+    """Run (or resume) the sweep; return the best objective. Exits non-zero if none completed."""
+    plan = preflight(
+        config, arguments, lambda o: hydra_context.config_loader.load_sweep_config(config, o)
+    )
+    for note in plan.notes:
+        say(f"note: {note}")
+    take_directory(plan.sweep_dir, config, resume)
+    plan.fixed += tracking.start_sweep(config, plan.sweep_dir)  # trials attach to its run
+    nodes = start_ray(config.hardware, plan.sweep_dir)
+    note = check_resources(config.hardware, nodes)
+    if note:
+        say(f"note: {note}")
+    trainable = make_trainable(hydra_context, task_function, config, plan, warm_trials)
+    say(
+        f"{plan.searcher.name} x {config.scheduler.name}: {plan.size} trials, "
+        f"{config.hardware.concurrency} at once, up to {plan.max_evals} evaluations each "
+        f"-> {plan.sweep_dir}"
+    )
+    live = LiveSummary(plan.sweep_dir, plan.space, plan.objective)  # rewritten as trials end
+    try:
+        run_trials(plan, config, trainable, resume, status_every)
+    finally:
+        live.close()
+    return finish(plan, config)
+
+
+def say(line: str) -> None:
+    print(f"[sweep] {line}", flush=True)
+
+
+def take_directory(sweep_dir: Path, config: DictConfig, resume: bool) -> None:
+    """Hold the sweep directory's lock (no other driver changes it from now on); a new sweep
+    must not land on an old one; a resume first stops what a killed driver left running."""
+    hold_sweep_lock(sweep_dir)
+    if (sweep_dir / TUNE_DIR).exists() and not resume:
+        raise UserError(
+            f"{sweep_dir} already holds a sweep. Resume it with the same command "
+            "plus hydra.sweeper.resume=true, or choose another hydra.sweep.dir."
+        )
+    if resume:
+        stop_strays(sweep_dir)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+
+
+def make_trainable(hydra_context, task_function, config: DictConfig, plan: SweepPlan, warm: bool):
+    """The trial function with what every trial needs, and the hardware's resources."""
+    from hydra.core.singleton import Singleton
+    from ray import tune
+
+    spec = TrialSpec(
+        hydra_context,
+        task_function,
+        config,
+        Singleton.get_state(),
+        plan.fixed,
+        str(plan.sweep_dir),
+        str(plan.root),
+        warm,
+    )
+    hw = config.hardware
+    resources = {"cpu": hw.cpus_per_trial, "gpu": hw.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(run_trial, spec=spec), resources)
+
+
+def run_trials(plan: SweepPlan, config: DictConfig, trainable, resume: bool, every: float):
+    """Finish what an interrupted run had planned (finished trials are kept), then start the
+    trials still missing: a new sweep, or more trials for one whose search continues from its
+    history (a grid is one pass over every combination)."""
+    from ray import tune
+
+    stages = sorted(plan.sweep_dir.glob(f"{TUNE_DIR}*"), key=lambda p: p.stat().st_mtime)
+    if resume and stages and tune.Tuner.can_restore(str(stages[-1])):
+        restored = tune.Tuner.restore(
+            str(stages[-1]),
+            trainable,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+        fit(restored)
+    done = len(ledger.trial_numbers(plan.sweep_dir))
+    interrupted = (collect_trials(plan.sweep_dir, [])["status"] == "interrupted").any()
+    if done < plan.size and not interrupted:
+        name = TUNE_DIR if not done else f"{TUNE_DIR}-{done}"
+        fit(new_tuner(plan, config, trainable, name, done, every))
+
+
+def new_tuner(plan: SweepPlan, config: DictConfig, trainable, name: str, done: int, every: float):
+    """A Tuner for the trials not yet run; a sweep that continues (done > 0) does not rerun its
+    start points and warm-starts from its own completed trials."""
+    from ray import tune
+
+    hw, spec = config.hardware, plan.searcher
+    context = BuildContext(
+        config.search,
+        plan.space,
+        plan.objective,
+        hw.concurrency,
+        plan.sweep_dir,
+        [] if done else plan.points,
+    )
+    searcher, param_space = searchers.build(context)
+    tell_history(searcher, plan, done)
+    callback = TrialEvents(
+        plan.sweep_dir,
+        None if spec.exhaustive else plan.size,
+        hw.concurrency,
+        plan.objective,
+        every,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=plan.scheduler,
+            num_samples=1 if spec.exhaustive else plan.size - done,
+            max_concurrent_trials=hw.concurrency,
+            reuse_actors=True,
+            trial_dirname_creator=lambda trial: trial.trial_id,  # short folder names
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(plan.sweep_dir),
+            callbacks=[callback],
+            failure_config=failure_config(plan.max_retries),
+            verbose=0,
+        ),
+    )
+
+
+def tell_history(searcher: Any, plan: SweepPlan, done: int) -> None:
+    """Warm start: earlier sweeps' results, and a continued sweep's own (unless the searcher
+    restores its own history)."""
+    told = plan.warm_points
+    if done and not plan.searcher.keeps_own_history:
+        told = told + evaluated_points([plan.sweep_dir], plan.space)[0]
+    if not told:
+        return
+    taken = warm_start(searcher, plan.searcher, told)
+    skipped = f", {plan.warm_skipped} outside the space skipped" if plan.warm_skipped else ""
+    why = "" if taken else f" (search={plan.searcher.name} does not learn from them)"
+    say(f"warm start: the searcher was told {taken} earlier trial(s){skipped}{why}")
+
+
+def fit(tuner) -> None:
+    """Run the Tuner; SIGTERM stops it as Ctrl-C does (an interrupted sweep can resume)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    # a failed trial's traceback is in its error.txt; progress lines name the file
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module="optuna")  # re-reports of a resumed trial
+    try:
+        tuner.fit()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def finish(plan: SweepPlan, config: DictConfig) -> float:
+    """The final summary, the table on the console, the exit status."""
+    keys, objective = list(plan.space), plan.objective
+    trials, best = summarize(plan.sweep_dir, plan.space, objective)
+    print(format_table(trials, keys, objective=objective))
+    start = best_start_point(trials, keys, plan.points, objective)
+    # a stop signal between trials leaves no trial unfinished, only some never started
+    interrupted = (trials["status"] == "interrupted").any() or len(trials) < plan.size
+    tracking.end_sweep(config, trials, None if best is None else dict(best), bool(interrupted))
+    if interrupted:
+        print(
+            "\nthe sweep was interrupted: rerun the same command with hydra.sweeper.resume=true"
+            f" (and hydra.sweep.dir={plan.sweep_dir}) to finish it.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130)
+    if best is None or not (trials["status"] == "completed").any():
+        print(
+            f"error: no trial completed; see the error files listed in "
+            f"{plan.sweep_dir}/trials.csv.",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    if start is not None:
+        gain = abs(start["objective"] - best["objective"])
+        print(
+            f"\nbest start point: trial {int(start['number'])}, objective "
+            f"{start['objective']:.4f}; the search improved on it by {gain:.4f}"
+        )
+    print(
+        f"\nbest: trial {int(best['number'])}, objective {best['objective']:.4f} "
+        f"({best['run_dir']})\nretrain it: python train.py --config-dir {plan.sweep_dir} "
+        f"experiment=best\nall trials: {plan.sweep_dir / 'trials.csv'}"
+    )
+    return float(best["objective"])

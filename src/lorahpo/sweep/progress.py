@@ -1,0 +1,165 @@
+"""What the driver hears from Ray Tune while a sweep runs: a Tune callback that records each
+trial's start and end in the ledger, prints one line per finished trial and a status line
+while trials run, and asks for the summary to be rewritten. (Ray's own per-trial tables are
+too loud for long sweeps.)"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ray.tune import Callback
+
+from lorahpo.errors import first_line
+from lorahpo.objective import Objective
+from lorahpo.rundir import RunDir, RunResult
+from lorahpo.sweep import ledger, reported
+from lorahpo.sweep.space import plain_params
+from lorahpo.sweep.summary import request_summary
+from lorahpo.sweep.table import progress_line
+
+# how Ray reports a trial whose worker process died (killed, or by Ray's memory monitor)
+WORKER_DIED = ("actor died", "worker process has died", "ActorDiedError", "WorkerCrashedError")
+WORKER_DIED += ("OutOfMemoryError: Task was killed",)
+
+
+class TrialEvents(Callback):
+    """Ledger events, progress lines and summary requests; a status line every
+    `status_every` seconds while trials run."""
+
+    def __init__(
+        self,
+        sweep_dir: Path,
+        n_trials: int | None,
+        concurrency: int,
+        objective: Objective,
+        status_every: float = 30.0,
+    ) -> None:
+        self.sweep_dir, self.n_trials = sweep_dir, n_trials
+        self.concurrency, self.objective, self.status_every = concurrency, objective, status_every
+        self.began = self.last_status = time.time()
+        self.durations: list[float] = []
+        self.started: dict[str, float] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started[trial.trial_id] = time.time()
+        params = plain_params(trial.config)
+        ledger.record_event(self.sweep_dir, trial.trial_id, "start", params=params)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        failed = reported.failed(trial.last_result)  # its code raised: it recorded why
+        ledger.record_event(self.sweep_dir, trial.trial_id, "error" if failed else "complete")
+        self._finished(trials, trial, failed=failed)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        """Ray gave up on a trial: its worker or node was lost once more than retried."""
+        ledger.record_event(self.sweep_dir, trial.trial_id, "error")
+        self._record_missing_result(trial)
+        self._finished(trials, trial, failed=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """Ray retries a trial whose worker or node was lost (lorahpo.sweep.ray_session)."""
+        ledger.record_event(self.sweep_dir, trial.trial_id, "retry")
+        num = ledger.trial_numbers(self.sweep_dir).get(trial.trial_id, "?")
+        why = first_line(ray_error(trial) or "its worker was lost")[:200]
+        print(
+            f"[sweep] trial {num} lost its worker ({why}): running it again from its latest "
+            f"checkpoint (retry {trial.run_metadata.num_failures} of {trial.max_failures})",
+            flush=True,
+        )
+
+    def _record_missing_result(self, trial) -> None:
+        """A trial that left no result (its worker process died, killed from outside,
+        typically by the kernel's out-of-memory killer) is recorded as failed, saying why."""
+        num = ledger.trial_numbers(self.sweep_dir).get(trial.trial_id)
+        if num is None:
+            return
+        rd = RunDir(self.sweep_dir / str(num))
+        result = rd.read_result()
+        if result is not None and result.status == "failed":
+            return  # the trial recorded its own failure
+        error = ray_error(trial) or "the trial ended without a result"
+        rd.path.mkdir(parents=True, exist_ok=True)
+        if not rd.error_path.exists():  # the worker's own traceback, if it left one, stays
+            rd.error_path.write_text(error + "\n")
+        died = any(sign in error for sign in WORKER_DIED)
+        message = worker_died_message(error) if died else first_line(error)
+        rd.write_result(RunResult(status="failed", error=message))
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.time()
+        if now - self.last_status < self.status_every:
+            return
+        self.last_status = now
+        running = [t for t in trials if t.status == "RUNNING"]
+        if running:
+            print(f"[sweep] {self._status(trials, running, now)}", flush=True)
+
+    def _finished(self, trials, trial, failed: bool) -> None:
+        if trial.trial_id in self.started:
+            self.durations.append(time.time() - self.started.pop(trial.trial_id))
+        line = progress_line(self.sweep_dir, trial.trial_id, failed, trial.last_result or {})
+        done = 1 + sum(t.is_finished() and t is not trial for t in trials)
+        running = {t.trial_id for t in trials if t.status == "RUNNING" and t is not trial}
+        total = self.n_trials or len(trials)
+        print(f"[sweep] {line} | {done}/{total} done, {len(running)} running", flush=True)
+        request_summary(self.sweep_dir, running)
+
+    def _status(self, trials, running, now: float) -> str:
+        """`3:10 elapsed | 5/16 done | trial 5 eval 3/12 0.8123, ... | best 0.4419 | ~6 min
+        left` from what Ray knows of each trial."""
+        done = sum(t.is_finished() for t in trials)
+        total = self.n_trials or len(trials)
+        parts = [_running_part(t.last_result or {}) for t in running]
+        finished = [
+            t.last_result.get(reported.METRIC)
+            for t in trials
+            if t.is_finished() and not reported.failed(t.last_result)
+        ]
+        best = self.objective.best(x for x in finished if isinstance(x, float))
+        shown = f"best so far {best:.4f}" if best is not None else "no trial finished yet"
+        line = f"{clock(now - self.began)} elapsed | {done}/{total} done | "
+        line += ", ".join(parts) + f" | {shown}"
+        if self.durations:
+            mean = sum(self.durations) / len(self.durations)
+            left = (total - done) * mean / max(1, min(self.concurrency, len(running)))
+            line += f" | ~{clock(left)} left"
+        return line
+
+
+def _running_part(r: dict) -> str:
+    if reported.METRIC not in r:
+        return "a trial starting"
+    return (
+        f"trial {r.get(reported.TRIAL_ATTR, '?')} eval {r.get(reported.TIME_ATTR, '?')}"
+        f"/{r.get(reported.PLANNED_ATTR) or '?'} {r[reported.METRIC]:.4f}"
+    )
+
+
+def ray_error(trial) -> str:
+    """The error Ray recorded for a trial (its text file in the trial's Tune folder, written
+    before the callbacks run), without Ray's `Failure # n` header."""
+    path = trial.error_file
+    text = Path(path).read_text(errors="replace") if path and Path(path).exists() else ""
+    lines = [x for x in text.splitlines() if x.strip() and not x.startswith("Failure #")]
+    return "\n".join(lines)
+
+
+def worker_died_message(ray_error: str) -> str:
+    """What to tell a user whose trial lost its worker process."""
+    import psutil
+
+    mem = psutil.virtual_memory()
+    return (
+        f"the trial's worker process died ({first_line(ray_error)[:200]}). It was killed "
+        "from outside, most often by the kernel's out-of-memory killer: this machine has "
+        f"{mem.total / 2**30:.1f} GiB of memory ({mem.available / 2**30:.1f} GiB free now). "
+        "If it ran out of memory, lower hardware.concurrency, train.batch_size or "
+        "data.max_length, or use hardware.quantization=nf4; the other trials go on."
+    )
+
+
+def clock(seconds: float) -> str:
+    seconds = int(seconds)
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,63 @@
+"""Trial schedulers (early stopping), all Ray Tune's: `scheduler.name` picks one.
+
+Budgets are in evaluations: one evaluation of a trial is one report (lorahpo.sweep.reported),
+and the budget is checked against the evaluations the longest trial plans.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from lorahpo.errors import UserError
+from lorahpo.objective import Objective
+from lorahpo.sweep import reported
+
+
+def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective):
+    """The trial scheduler; its budget (`max_t`) is checked against the planned evaluations."""
+    from ray.tune.schedulers import (
+        ASHAScheduler,
+        FIFOScheduler,
+        HyperBandScheduler,
+        MedianStoppingRule,
+    )
+
+    name = sched.name
+    if name == "fifo":
+        return FIFOScheduler()
+    max_t = sched.get("max_t") or max_evals
+    if max_t < max_evals:
+        raise UserError(
+            f"scheduler.max_t={max_t} evaluations is below the {max_evals} "
+            "evaluations the longest trial plans (train.epochs / train.eval_every): "
+            "trials would be cut short. Raise scheduler.max_t or leave it null."
+        )
+    grace = int(sched.get("grace_period", 1))
+    if not 1 <= grace <= max_t:
+        raise UserError(
+            f"scheduler.grace_period={grace} must be between 1 and the budget of "
+            f"{max_t} evaluations (train.epochs / train.eval_every)."
+        )
+    if grace == max_t:
+        print(
+            f"[sweep] note: scheduler.grace_period={grace} equals the budget of {max_t} "
+            "evaluations, so no trial can be stopped early.",
+            flush=True,
+        )
+    common = {"time_attr": reported.TIME_ATTR, "metric": reported.METRIC, "mode": objective.mode}
+    # Ray's halving schedulers stop a trial when it reaches max_t; one more lets a trial that
+    # survives every rung finish by itself, so that it saves its adapter and result.
+    max_t += 1
+    if name == "asha":
+        return ASHAScheduler(
+            max_t=max_t, grace_period=grace, reduction_factor=sched.reduction_factor, **common
+        )
+    if name == "hyperband":
+        return HyperBandScheduler(max_t=max_t, reduction_factor=sched.reduction_factor, **common)
+    if name == "median":
+        return MedianStoppingRule(
+            grace_period=grace, min_samples_required=sched.min_samples, **common
+        )
+    raise UserError(
+        f"scheduler.name={name!r} is not known; use scheduler=fifo, asha, hyperband or median."
+    )

@@ -1,0 +1,48 @@
+"""Hyperopt's TPE (the reference scripts' algorithm), through Ray Tune's HyperOptSearch,
+able to be told earlier results (warm start)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search.hyperopt import HyperOptSearch
+
+from lorahpo.compat import ray_hyperopt
+from lorahpo.sweep import reported
+from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec, TellsFailures, tune_domains
+
+
+class WarmHyperOptSearch(TellsFailures, HyperOptSearch):
+    """HyperOptSearch that takes evaluated points: Ray's takes start points only."""
+
+    def add_evaluated_point(self, parameters: dict[str, Any], value: float, **_: Any) -> None:
+        """Record `parameters` as a finished Hyperopt trial with objective `value`."""
+        ray_hyperopt.add_finished_trial(self, parameters, self.metric_op * float(value))
+
+    def history(self) -> list[tuple[dict[str, Any], float]]:
+        """(stored values, loss) of every finished trial Hyperopt knows (for tests)."""
+        return ray_hyperopt.finished_trials(self)
+
+
+def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
+    # the space goes to the searcher itself, so that it can be warm-started
+    searcher = WarmHyperOptSearch(
+        space=WarmHyperOptSearch.convert_search_space(tune_domains(ctx.space)),
+        metric=reported.METRIC,
+        mode=ctx.objective.mode,
+        n_initial_points=ctx.n_initial,
+        random_state_seed=ctx.seed,
+        points_to_evaluate=ctx.points,
+    )
+    return searcher, {}
+
+
+SEARCHER = SearcherSpec(
+    name="hyperopt",
+    summary="Hyperopt TPE, the reference scripts' algorithm",
+    build=build,
+    learns_from_history=True,
+    takes_start_points=True,
+    told_pruned=False,  # a stopped trial is told with its last value
+    parallel_aware=False,
+)

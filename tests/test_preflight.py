@@ -1,0 +1,89 @@
+"""The sweep's preflight, in-process and without Ray: every check that must stop a sweep
+before its first trial, and the plan it makes."""
+
+import re
+
+import pytest
+from omegaconf import OmegaConf
+
+from lorahpo.errors import UserError
+from lorahpo.sweep.preflight import check_resources, preflight
+from lorahpo.sweep.searchers import SearcherSpec
+
+from conftest import compose_cfg
+
+pytestmark = pytest.mark.unit
+
+
+def _preflight(tmp_path, *overrides, arguments=()):
+    base = [f"hydra.sweep.dir={tmp_path}", *overrides]
+    config = compose_cfg(*base)
+    return preflight(config, list(arguments), lambda o: compose_cfg(*base, *o))
+
+
+def test_the_default_sweep_plan(tmp_path):
+    plan = _preflight(tmp_path)
+    assert plan.searcher.name == "hyperopt" and plan.size == 16
+    # 3 epochs of 4 evaluations: 13 with the last step's own (train.grad_accum=1)
+    assert plan.sweep_dir == tmp_path and plan.max_evals == 13
+    assert len(plan.points) == 1 and plan.notes == []  # the default run
+    assert plan.points[0]["train.lr"] == pytest.approx(1e-3) and plan.points[0]["lora.r"] == 16
+    assert plan.objective.mode == "min" and plan.scheduler._max_t == 14
+
+
+def test_a_grid_plans_every_combination_and_no_start_points(tmp_path):
+    plan = _preflight(tmp_path, "search=grid")
+    assert plan.size == 12 and plan.points == []
+    assert plan.notes == ["search=grid ignores search.start_points"]
+
+
+def test_command_line_sweep_overrides_edit_the_space(tmp_path):
+    plan = _preflight(tmp_path, arguments=["lora.r=choice(4,8)", "train.epochs=1"])
+    assert plan.space["lora.r"].values == (4, 8) and "train.epochs" not in plan.space
+    assert "train.epochs=1" in plan.fixed and plan.max_evals == 5
+    assert plan.notes == ["search.start_points[0] left out: lora.r=16 outside the search space"]
+
+
+@pytest.mark.parametrize(
+    "overrides,arguments,needle",
+    [
+        ((), ["lora.rank=choice(8,16)"], "lora.rank"),
+        (("hardware.max_retries=twice",), [], "hardware.max_retries='twice'"),
+        (("scheduler.max_t=3",), [], "scheduler.max_t=3 evaluations is below the 13"),
+        (("search.algorithm=annealing",), [], "search.algorithm='annealing' is not known"),
+        (("objective=brier",), [], "objective='brier' is not known"),
+        (("data=csv", "data.train_path=does/not/exist.csv"), [], "no such file"),
+    ],
+)
+def test_what_stops_a_sweep_before_ray_starts(tmp_path, overrides, arguments, needle):
+    with pytest.raises(UserError, match=re.escape(needle)):
+        _preflight(tmp_path, *overrides, arguments=arguments)
+
+
+def test_a_real_model_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    with pytest.raises(UserError, match="model=mistral_7b needs its weights"):
+        _preflight(tmp_path, "model=mistral")
+
+
+def test_a_searcher_whose_library_is_missing_names_its_extra():
+    spec = SearcherSpec("x", "", None, False, False, False, False, extra="x", module="no_such_lib")
+    with pytest.raises(UserError, match=r'pip install "lorahpo\[x\]"'):
+        spec.check_installed()
+
+
+def _hw(**kw):
+    base = {"name": "cpu", "cpus_per_trial": 2, "gpus_per_trial": 0, "concurrency": 1}
+    return OmegaConf.create({**base, **kw})
+
+
+def test_resources_given_a_list_of_nodes():
+    two_cpus = [{"CPU": 2.0}]
+    assert check_resources(_hw(), two_cpus) is None
+    note = check_resources(_hw(concurrency=2), two_cpus)
+    assert "holds 1 trial(s) of 2 CPU(s) at once" in note and "cpus_per_trial=1" in note
+    with pytest.raises(UserError, match="hardware.cpus_per_trial=512.*no node"):
+        check_resources(_hw(cpus_per_trial=512), two_cpus)
+    with pytest.raises(UserError, match="use hardware=cpu"):
+        check_resources(_hw(name="gpu", gpus_per_trial=1), two_cpus)
+    assert check_resources(_hw(gpus_per_trial=1, concurrency=5), [{"CPU": 16, "GPU": 8}]) is None

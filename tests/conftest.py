@@ -79,3 +79,17 @@ def toy_csvs(tmp_path):
     from lorahpo.toy import write_toy_csvs
 
     return write_toy_csvs(tmp_path / "data", n_questions=30, seed=1)
+
+
+TIERS = ("unit", "cli", "ray", "faults")  # by cost; pyproject.toml describes each
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test belongs to exactly one tier, so that `-m` selects the suite by cost."""
+    for item in items:
+        tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
+        if len(tiers) != 1:
+            raise pytest.UsageError(
+                f"{item.nodeid} has tier marker(s) {sorted(tiers)}: give it exactly one of "
+                f"{', '.join(TIERS)}"
+            )

@@ -16,6 +16,8 @@ from lorahpo.train import run
 
 from conftest import compose_cfg, read_jsonl, run_cli
 
+pytestmark = pytest.mark.cli
+
 SMOKE = ["debug=smoke", "progress_bar=false"]
 
 
@@ -50,7 +52,6 @@ def _raise(exc):
     return listener
 
 
-@pytest.mark.slow
 def test_third_warm_trial_matches_a_cold_run(warm, tmp_path):
     """After a trial stopped by the scheduler and a failed one, a warm trial reproduces a
     cold `python train.py` of the same config and seed, and the base is as loaded between."""
@@ -77,7 +78,6 @@ def test_third_warm_trial_matches_a_cold_run(warm, tmp_path):
     assert _objectives(tmp_path / "warm") == pytest.approx(_objectives(cold), abs=1e-6)
 
 
-@pytest.mark.slow
 def test_keys_decide_what_is_reloaded(warm, tmp_path):
     run(compose_cfg(*SMOKE), tmp_path / "a")
     _, base = base_cache.kept()
@@ -98,7 +98,6 @@ def test_keys_decide_what_is_reloaded(warm, tmp_path):
     assert warm["base_loads"] == 2 and warm["inputs_loads"] == 2
 
 
-@pytest.mark.slow
 def test_a_base_not_restored_is_dropped(warm, tmp_path):
     cfg = compose_cfg(*SMOKE)
     inputs = base_cache.inputs_for(cfg)
@@ -117,7 +116,6 @@ def _rss_mb() -> float:
     pytest.skip("no /proc/self/status")
 
 
-@pytest.mark.slow
 def test_warm_trials_do_not_leak(warm, tmp_path):
     """Ten warm trials hold what two did: no Trainer, optimizer or PEFT model stays alive,
     and resident memory stays within a few percent."""
@@ -139,7 +137,6 @@ def test_warm_trials_do_not_leak(warm, tmp_path):
     assert rss[9] <= rss[1] * 1.03, rss
 
 
-@pytest.mark.slow
 def test_out_of_gpu_memory_names_the_fixes_and_frees_the_trial(warm, tmp_path, monkeypatch):
     """CUDA out-of-memory in a training step (raised here on CPU: the GPU is the boundary):
     the run fails with the fixes named, and the worker's next trial runs on the same base."""

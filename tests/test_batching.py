@@ -1,11 +1,14 @@
 """Training batches: `pooled` keeps labels mixed while trimming padding; deterministic."""
 
 import numpy as np
+import pytest
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from lorahpo.batching import PooledLengthSampler
 from lorahpo.toy import make_toy_frame
+
+pytestmark = pytest.mark.unit
 
 FRAME = make_toy_frame(60, seed=0)  # 420 rows; answer length goes with the source
 LENGTHS = FRAME["Response"].str.len().to_numpy()

@@ -5,6 +5,8 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, compose_cfg
 
+pytestmark = pytest.mark.unit
+
 GROUPS = {
     g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
     for g in ("data", "model", "hardware", "debug")

@@ -11,6 +11,8 @@ from lorahpo.toy import make_toy_frame
 
 from conftest import compose_cfg
 
+pytestmark = pytest.mark.unit
+
 
 def _read(path, num_labels=7):
     return read_csv(path, "data.train_path", Columns(), num_labels)

@@ -8,8 +8,9 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.cli
 
-@pytest.mark.slow
+
 def test_gpu_check_cpu_smoke(tmp_path):
     out = tmp_path / "check.json"
     proc = subprocess.run(

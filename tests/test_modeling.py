@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -12,6 +13,8 @@ from lorahpo.tiny_model import build_tiny_model
 from lorahpo.toy import make_toy_frame
 
 from conftest import compose_cfg
+
+pytestmark = pytest.mark.unit
 
 TEXTS = list(make_toy_frame(20, seed=0)["Response"])
 

@@ -16,6 +16,8 @@ from lorahpo.postprocess import (
 from lorahpo.scoring import log_loss
 from lorahpo.scoring import probabilities as postprocess
 
+pytestmark = pytest.mark.unit
+
 
 def _brute_force(p: np.ndarray) -> np.ndarray:
     k = len(p)

@@ -26,7 +26,7 @@ def _infer(*args):
     return run_cli(*args, "progress_bar=false", script="infer.py")
 
 
-@pytest.mark.slow
+@pytest.mark.cli
 def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     """Same rows, same probabilities: infer.py rebuilds exactly the evaluated model."""
     val = pd.read_csv(trained / "val_predictions.csv")
@@ -77,7 +77,7 @@ def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     np.testing.assert_allclose(pd.read_csv(out).iloc[:, 1:].to_numpy(), expected, atol=2e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.cli
 def test_submission_without_ids_or_labels(trained, tmp_path):
     frame = make_toy_frame(6, seed=9)[["Question", "Response"]]
     frame.loc[2, "Response"] = None
@@ -97,7 +97,7 @@ def test_submission_without_ids_or_labels(trained, tmp_path):
     assert "log loss" not in proc.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.cli
 def test_bad_inputs_get_clear_messages(trained, tmp_path):
     no_response = tmp_path / "a.csv"
     no_response.write_text("id,Question,Answer\n1,q,a\n")
@@ -124,6 +124,7 @@ def test_bad_inputs_get_clear_messages(trained, tmp_path):
         assert needle in message and "Traceback" not in message, (needle, message)
 
 
+@pytest.mark.unit
 def test_reference_experiment_composes():
     cfg = compose_cfg("experiment=deepseek_r1_8b_reference")
     assert cfg.model.name == "deepseek_r1_8b" and cfg.hardware.quantization == "nf4"
@@ -140,7 +141,7 @@ def test_reference_experiment_composes():
     ) == (2.35e-4, "cosine", 3, 0.071, 0.01, 0.082, 1)
 
 
-@pytest.mark.slow
+@pytest.mark.cli
 def test_final_model_trains_on_every_row(tmp_path):
     proc = run_cli("debug=smoke", "data.val_fold=null", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -160,7 +161,7 @@ def test_final_model_trains_on_every_row(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.cli
 def test_4bit_run_and_inference_on_cpu(tmp_path):
     """The QLoRA path end to end without a GPU: NF4 base (bitsandbytes), LoRA training, and
     infer.py on its adapter reproducing the run's own validation logits."""

@@ -1,10 +1,14 @@
 """The reporting hook: silent outside a sweep; inside, it sees every evaluation."""
 
+import pytest
+
 from lorahpo import report
 from lorahpo.report import listening
 from lorahpo.train import run
 
 from conftest import compose_cfg, read_jsonl
+
+pytestmark = pytest.mark.cli
 
 
 def test_listener_receives_each_evaluation_of_a_real_run(tmp_path):

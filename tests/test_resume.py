@@ -44,7 +44,7 @@ def _kill_after(run_dir, evals: int, *args: str) -> None:
     _kill_when(run_dir, written, *args)
 
 
-@pytest.mark.slow
+@pytest.mark.faults
 def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_cli(*RUN, f"hydra.run.dir={whole}").returncode == 0
@@ -79,7 +79,7 @@ def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp
     assert not (cut / "checkpoints").exists()  # only the best adapter remains
 
 
-@pytest.mark.slow
+@pytest.mark.faults
 def test_a_checkpoint_of_another_config_is_not_continued(tmp_path):
     _kill_after(tmp_path, 2)
     assert list((tmp_path / "checkpoints").glob("checkpoint-*/resume.json"))
@@ -94,7 +94,7 @@ def test_a_checkpoint_of_another_config_is_not_continued(tmp_path):
     assert all(r["time"] >= started for r in records)  # every evaluation done anew
 
 
-@pytest.mark.slow
+@pytest.mark.faults
 def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path):
     from lorahpo.resume import _damage
 
@@ -118,7 +118,7 @@ def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path):
     assert [r["eval"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == list(range(1, 9))
 
 
-@pytest.mark.slow
+@pytest.mark.faults
 def test_a_run_without_validation_resumes_to_the_same_adapter(tmp_path):
     """The final retrain on every row (no validation fold) checkpoints and resumes too."""
     from safetensors.torch import load_file
@@ -137,6 +137,7 @@ def test_a_run_without_validation_resumes_to_the_same_adapter(tmp_path):
         assert (a[key] - b[key]).abs().max().item() < 1e-6, key
 
 
+@pytest.mark.unit
 def test_the_fingerprint_follows_what_is_trained_not_how_a_sweep_schedules_it():
     from lorahpo.resume import fingerprint
 

@@ -8,6 +8,8 @@ import pytest
 from lorahpo.errors import UserError
 from lorahpo.scoring import METHODS, check_method, metric_name, probabilities, score
 
+pytestmark = pytest.mark.unit
+
 
 def test_log_loss_matches_scikit_learn():
     import numpy as np

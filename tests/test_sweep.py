@@ -59,7 +59,7 @@ def _check_study(sweep_dir, trials):
         assert t.params["lora.r"] == row["lora.r"]
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize(
     "search,scheduler",
     [
@@ -70,6 +70,7 @@ def _check_study(sweep_dir, trials):
         ("cmaes", "asha"),
     ],
 )
+@pytest.mark.ray
 def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
     extra = (
         ["'lora.r=choice(8)'", "'train.lr_scheduler=choice(cosine)'"]
@@ -107,7 +108,7 @@ def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
         assert "search=grid ignores search.start_points" in proc.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_asha_stops_trials_and_trains_fewer_steps_than_fifo(tmp_path):
     common = [
         "search=random",
@@ -127,7 +128,7 @@ def test_asha_stops_trials_and_trains_fewer_steps_than_fifo(tmp_path):
     assert list(asha["train.lr"]) == pytest.approx(list(fifo["train.lr"]))
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     proc, trials = _sweep(
         tmp_path,
@@ -149,7 +150,7 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert events.count("worker") == 1 and "retry" not in events, events
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_no_completed_trial_exits_non_zero_with_a_message(tmp_path):
     proc, trials = _sweep(
         tmp_path,
@@ -164,12 +165,14 @@ def test_no_completed_trial_exits_non_zero_with_a_message(tmp_path):
     assert list(trials["status"]) == ["failed"]
 
 
+@pytest.mark.cli
 def test_bad_space_is_reported_before_any_trial(tmp_path):
     proc, _ = _sweep(tmp_path, "lora.rank=choice(8,16)", ok=False)
     assert proc.returncode == 2 and "lora.rank" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.cli
 def test_a_real_model_without_weights_stops_the_sweep_before_any_trial(tmp_path):
     env = {"HF_HUB_CACHE": str(tmp_path / "empty-hub-cache")}
     proc, trials = _sweep(tmp_path, "model=mistral", "search=tpe", ok=False, env=env)
@@ -180,7 +183,7 @@ def test_a_real_model_without_weights_stops_the_sweep_before_any_trial(tmp_path)
     assert "Traceback" not in proc.stderr and not list(tmp_path.glob("[0-9]*"))
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
     _, trials = _sweep(
         tmp_path,
@@ -205,7 +208,7 @@ def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
         assert gap < 3.0, (i, gap)
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     sweep = [
         *SMOKE,
@@ -246,7 +249,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
         assert final.loc[n, "started_at"] == first.loc[n, "started_at"]
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_a_second_sweep_into_the_same_directory_must_say_resume(tmp_path):
     _sweep(tmp_path, "search=tpe", "search.n_trials=1", "scheduler=fifo")
     proc, _ = _sweep(tmp_path, "search=tpe", "search.n_trials=1", "scheduler=fifo", ok=False)
@@ -271,7 +274,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_sweep_on_an_existing_ray_cluster(tmp_path):
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
     port = _free_port()
@@ -309,7 +312,7 @@ def test_sweep_on_an_existing_ray_cluster(tmp_path):
         subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_plain_hydra_multirun_with_the_basic_sweeper(tmp_path):
     proc = run_cli(
         "-m", "hydra/sweeper=basic", "debug=smoke", "lora.r=4,8", f"hydra.sweep.dir={tmp_path}"
@@ -320,6 +323,7 @@ def test_plain_hydra_multirun_with_the_basic_sweeper(tmp_path):
         assert json.loads((tmp_path / f"{n}/adapter/adapter_config.json").read_text())["r"] == r
 
 
+@pytest.mark.unit
 def test_plugin_is_discovered_by_hydra():
     from hydra.core.plugins import Plugins
     from hydra.plugins.sweeper import Sweeper
@@ -328,7 +332,7 @@ def test_plugin_is_discovered_by_hydra():
     assert "LorahpoSweeper" in names
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_plain_hydra_multirun_through_hydra_ray_launcher(tmp_path):
     proc = run_cli(
         "-m",
@@ -344,7 +348,7 @@ def test_plain_hydra_multirun_through_hydra_ray_launcher(tmp_path):
         assert json.loads((tmp_path / f"{n}/result.json").read_text())["status"] == "completed"
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_best_trial_retrains_with_one_command(tmp_path):
     sweep = tmp_path / "sweep"
     _, trials = _sweep(
@@ -367,11 +371,12 @@ def test_best_trial_retrains_with_one_command(tmp_path):
     assert json.loads((run_dir / "result.json").read_text())["validated"] is False
 
 
+@pytest.mark.unit
 def test_a_replayed_trial_keeps_its_first_start(tmp_path):
     """A trial that finished as the sweep was stopped is replayed, not rerun, on resume:
     the table keeps the start of the attempt that did the work."""
+    from lorahpo.sweep.ledger import EVENTS_FILE, NUMBERS_FILE
     from lorahpo.sweep.table import collect_trials
-    from lorahpo.sweep.trial import EVENTS_FILE, NUMBERS_FILE
 
     (tmp_path / NUMBERS_FILE).write_text(json.dumps({"a": 0}))
     events = [("start", 100.0), ("start", 200.0), ("replayed", 201.0), ("complete", 202.0)]
@@ -388,7 +393,7 @@ def test_a_replayed_trial_keeps_its_first_start(tmp_path):
     assert (row["status"], row["lora.r"], row["duration_s"]) == ("completed", 8, 102.0)
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_trials_share_a_worker_and_its_4bit_base(tmp_path):
     """The QLoRA path on CPU, as a sweep: later trials reuse the first one's NF4 base."""
     _, trials = _sweep(
@@ -406,8 +411,9 @@ def test_trials_share_a_worker_and_its_4bit_base(tmp_path):
     assert all(r["startup_s"] < results[0]["startup_s"] for r in results[1:])
 
 
+@pytest.mark.unit
 def test_trials_that_fit_count_per_node():
-    from lorahpo.sweep.runner import trials_that_fit
+    from lorahpo.sweep.preflight import trials_that_fit
 
     two_cpu = [{"CPU": 2.0}]
     assert trials_that_fit(two_cpu, 2, 0) == 1 and trials_that_fit(two_cpu, 1, 0) == 2
@@ -417,6 +423,7 @@ def test_trials_that_fit_count_per_node():
     assert trials_that_fit([{"CPU": 16.0, "GPU": 4.0}, {"CPU": 8.0, "GPU": 1.0}], 4, 1) == 5
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize(
     "args,needles",
     [
@@ -426,6 +433,7 @@ def test_trials_that_fit_count_per_node():
         (["hardware.max_retries=twice"], ["hardware.max_retries='twice'", "whole number"]),
     ],
 )
+@pytest.mark.ray
 def test_preflight_stops_the_sweep_before_any_trial(tmp_path, args, needles):
     """Resources no node has, or data that does not load: one message, no trial started."""
     proc, trials = _sweep(tmp_path, *args, ok=False)
@@ -435,7 +443,7 @@ def test_preflight_stops_the_sweep_before_any_trial(tmp_path, args, needles):
     assert "Traceback" not in proc.stderr and not list(tmp_path.glob("[0-9]*"))
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_a_concurrency_the_machine_cannot_reach_is_said_before_the_first_trial(tmp_path):
     proc, trials = _sweep(
         tmp_path, "search=random", "search.n_trials=1", "hardware.concurrency=512"
@@ -444,7 +452,7 @@ def test_a_concurrency_the_machine_cannot_reach_is_said_before_the_first_trial(t
     assert "will run at a time" in proc.stdout and len(trials) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_a_running_sweep_can_be_watched(tmp_path):
     """trials.csv is rewritten after each finished trial (running trials marked), and a
     status line reports the running trials while they run."""
@@ -467,7 +475,7 @@ def test_a_running_sweep_can_be_watched(tmp_path):
     assert status and "done |" in status[0], out[-2000:]
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_a_second_sweep_into_a_running_sweeps_directory_stops_at_once(tmp_path):
     first = start_sweep(tmp_path, "search=random", "search.n_trials=2", "scheduler=fifo")
     wait_for_event(tmp_path, "start")
@@ -480,7 +488,7 @@ def test_a_second_sweep_into_a_running_sweeps_directory_stops_at_once(tmp_path):
     assert len(pd.read_csv(tmp_path / "trials.csv")) == 2  # the first was not disturbed
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -517,3 +525,34 @@ def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(tmp
         assert len(history) == row.evals_done  # every evaluation, stopped trials included
         assert child.data.params["cfg.lora.r"] == str(trials.loc[row.Index, "lora.r"])
         assert child.data.params["cfg.train.epochs"] == "2"
+
+
+@pytest.mark.ray
+def test_a_maximised_objective_is_maximised_end_to_end(tmp_path):
+    """`objective=accuracy`: trials report their best accuracy, the searcher and scheduler
+    maximise it, the study's direction is maximize, and the best trial has the highest."""
+    import optuna
+
+    proc, trials = _sweep(
+        tmp_path,
+        "objective=accuracy",
+        "search=tpe",
+        "search.n_trials=4",
+        "scheduler=asha",
+        "scheduler.grace_period=1",
+        "train.epochs=2",
+        "train.lr=tag(log,interval(1e-5,5e-3))",
+    )
+    assert set(trials["status"]) <= {"completed", "stopped"}
+    for row in trials.itertuples():
+        records = [json.loads(x) for x in (tmp_path / f"{row.number}/metrics.jsonl").open()]
+        assert all(r["objective"] == r["eval_accuracy"] for r in records)
+        assert row.objective == pytest.approx(max(r["eval_accuracy"] for r in records))
+    completed = trials[trials["status"] == "completed"]
+    best = completed["objective"].max()
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{tmp_path}/study.db")
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.best_value == pytest.approx(best)
+    assert f"objective {best:.4f}" in proc.stdout.split("best: trial")[1]
+    header = (tmp_path / "experiment/best.yaml").read_text().splitlines()[1]
+    assert f"objective {best:.6f}" in header

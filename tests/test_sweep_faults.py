@@ -15,6 +15,8 @@ import pytest
 
 from conftest import SMOKE, read_events, read_jsonl, run_cli, start_sweep, wait_for_event
 
+pytestmark = pytest.mark.faults
+
 ONE_AT_A_TIME = ["search=random", "scheduler=fifo", "hardware.cpus_per_trial=1"]
 
 
@@ -50,7 +52,6 @@ def _check_every_evaluation_once(sweep_dir: Path, trials: pd.DataFrame, planned:
         assert not (sweep_dir / str(n) / "checkpoints").exists()  # only the best adapter
 
 
-@pytest.mark.slow
 def test_a_sigkilled_driver_resumes_its_running_trials_mid_way_and_leaves_no_strays(tmp_path):
     sweep = [*ONE_AT_A_TIME, "search.n_trials=4", "train.epochs=4", "hardware.concurrency=2"]
     proc = start_sweep(tmp_path, *sweep)
@@ -91,7 +92,6 @@ def test_a_sigkilled_driver_resumes_its_running_trials_mid_way_and_leaves_no_str
         assert counts and counts[-1] == 8, (n, counts)
 
 
-@pytest.mark.slow
 def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path):
     sweep = start_sweep(tmp_path, *ONE_AT_A_TIME, "search.n_trials=2", "train.epochs=4")
     worker = wait_for_event(tmp_path, "worker")
@@ -110,7 +110,6 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path):
     _check_every_evaluation_once(tmp_path, trials, 8)
 
 
-@pytest.mark.slow
 def test_a_killed_worker_without_retries_fails_its_trial_with_a_memory_hint(tmp_path):
     sweep = start_sweep(
         tmp_path, *ONE_AT_A_TIME, "search.n_trials=2", "train.epochs=4", "hardware.max_retries=0"
@@ -127,7 +126,6 @@ def test_a_killed_worker_without_retries_fails_its_trial_with_a_memory_hint(tmp_
     assert "out-of-memory killer" in out  # the progress line says it too
 
 
-@pytest.mark.slow
 def test_a_lost_node_is_retried_on_another_from_the_trials_checkpoint(tmp_path):
     from ray.cluster_utils import Cluster
 

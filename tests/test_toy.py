@@ -1,7 +1,10 @@
 import pandas as pd
+import pytest
 
 from lorahpo.data import Columns, read_csv
 from lorahpo.toy import SOURCES, make_toy_frame, write_toy_csvs
+
+pytestmark = pytest.mark.unit
 
 
 def test_same_seed_same_rows_other_seed_other_rows():

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import compose_cfg, read_jsonl, run_cli
 
-pytestmark = pytest.mark.slow  # every test here runs the real CLI (seconds to a minute)
+pytestmark = pytest.mark.cli
 
 
 def _ok(proc):
@@ -58,7 +58,7 @@ def test_overrides_reach_config_adapter_and_run_directory(tmp_path):
     assert result["evals_done"] == result["planned_evals"] == 2
     # post-processed variants of every evaluation, and what inference needs to repeat them
     for r in records:
-        assert r["objective"] == r["eval_log_loss"]  # objective=none, the default
+        assert r["objective"] == r["eval_log_loss"]  # objective=log_loss, the default
         assert {
             "eval_log_loss_temperature",
             "eval_log_loss_assignment",
@@ -124,7 +124,6 @@ def test_bad_settings_exit_with_one_clear_message(tmp_path, args, needles):
     _user_error(run_cli(*args, "debug=smoke", f"hydra.run.dir={tmp_path}", env=env), *needles)
 
 
-@pytest.mark.slow
 def test_model_by_short_name_from_the_hub_cache(tmp_path):
     """`model=deepseek` without model.path: the weights come from the local HF cache."""
     from test_modeling import fake_hub_cache
@@ -194,7 +193,6 @@ def _tensorboard_scalars(folder: Path) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.slow
 def test_tensorboard_logger_writes_event_files_in_the_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli("debug=smoke", "logger=tensorboard", f"hydra.run.dir={run_dir}")

@@ -1,8 +1,9 @@
 """Search quality against wall time: the best objective each search x scheduler reaches.
 
-    python bench/search_anytime.py [--searches random tpe hyperopt gp] [--schedulers fifo asha]
+    python bench/search_anytime.py [--searches tpe hyperopt ...] [--schedulers fifo asha]
                                    [--seeds 0 1 2] [--trials 12] [--slots 2] [override ...]
 
+`--searches` defaults to every searcher of the registry but grid (lorahpo.sweep.searchers).
 Runs, in this command, the default single run (`python train.py`, the objective every sweep
 must beat) and one sweep per search x scheduler x search seed, all on the same data and
 model with the same trial budget, `--slots` trials at once with one CPU each. A trial's
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from lorahpo.rundir import RunDir
+from lorahpo.sweep import searchers
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "TOKENIZERS_PARALLELISM": "false"}
@@ -92,7 +94,8 @@ def median_curve(curves: list[dict], grid: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--searches", nargs="+", default=["random", "tpe", "hyperopt", "gp"])
+    every = [n for n, spec in searchers.registry().items() if not spec.exhaustive]
+    ap.add_argument("--searches", nargs="+", default=every)
     ap.add_argument(
         "--schedulers",
         nargs="+",

@@ -88,7 +88,7 @@ def test_keys_decide_what_is_reloaded(warm, tmp_path):
     # other hardware precision: a new base (and only one kept)
     run(compose_cfg(*SMOKE, "data.max_length=48", "hardware.precision=bf16"), tmp_path / "c")
     assert warm["base_loads"] == 2 and base_cache.kept()[1] is not base
-    # a LoRA or training hyperparameter: nothing reloaded
+    # ... while the same tokens are kept: the precision does not change them
     assert warm["inputs_loads"] == 2
     # a LoRA or training hyperparameter: nothing reloaded
     run(

@@ -47,6 +47,11 @@ def test_only_the_last_batch_is_short_and_batches_are_sorted_pool_slices():
     batches = _batches(order)
     assert all(len(b) == BATCH for b in batches[:-1])
     assert len(batches[-1]) == len(LENGTHS) % BATCH or len(batches[-1]) == BATCH
+    # each batch is a slice of a pool sorted by length: longest first within the batch...
+    assert all((np.diff(LENGTHS[b]) <= 0).all() for b in batches)
+    # ...and the batches themselves are shuffled, not one global sort
+    firsts = [LENGTHS[b[0]] for b in batches[:-1]]
+    assert sorted(firsts, reverse=True) != firsts
 
 
 def test_pooled_keeps_labels_mixed_where_length_grouping_does_not():

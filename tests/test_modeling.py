@@ -57,17 +57,14 @@ def test_lora_wraps_all_projections_and_trains_the_head(tmp_path):
     torch.testing.assert_close(out.logits[:1], alone, atol=1e-5, rtol=1e-4)
 
 
-def test_bad_lora_rank_is_a_user_error(tmp_path):
-    cfg, path = _tiny(tmp_path)
-    tok = modeling.load_tokenizer(str(path), cfg.model)
-    base = modeling.load_base_model(str(path), cfg.model, cfg.hardware, 7, tok.pad_token_id)
-    cfg.lora.r = 0
-    try:
-        modeling.add_lora(base, cfg.lora)
-    except UserError as e:
-        assert "lora.r=0" in str(e)
-    else:
-        raise AssertionError("lora.r=0 was accepted")
+@pytest.mark.parametrize(
+    "key,value", [("r", 0), ("r", -4), ("r", 1.5), ("dropout", 1.0), ("dropout", -0.1)]
+)
+def test_bad_lora_settings_are_user_errors_before_a_model_loads(key, value):
+    """The check `add_lora` runs first, before PEFT sees the model."""
+    lora = OmegaConf.create({"r": 8, "dropout": 0.05, **{key: value}})
+    with pytest.raises(UserError, match=f"lora.{key}={value}"):
+        modeling.check_lora_config(lora)
 
 
 def test_minilm_ships_in_a_package_and_takes_lora():

@@ -113,7 +113,6 @@ def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
             ["data=csv", "data.train_path=does/not/exist.csv"],
             ["does/not/exist.csv", "no such file"],
         ),
-        (["lora.r=0"], ["lora.r=0"]),
         (["train.lr=1e8", "train.max_grad_norm=0"], ["diverged", "train.lr"]),
         (["objective=brier"], ["objective='brier'", "temperature+assignment"]),
         (["logger=wandb"], ["logger=wandb", "pip install wandb"]),

@@ -64,7 +64,9 @@ def start_ray(hw: DictConfig, sweep_dir: Path) -> list[dict[str, float]]:
         log.info("connecting to the Ray cluster at %s", hw.ray_address)
         ray.init(address=hw.ray_address, **kwargs)
     else:
-        ray.init(**kwargs)
+        # a new local instance, even where `ray start` left a cluster's address behind
+        # (ray.init() alone would join that cluster)
+        ray.init(address="local", **kwargs)
         record_ray_processes(sweep_dir)  # what a resume stops if this driver is killed
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
 

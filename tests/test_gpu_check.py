@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.cli
+pytestmark = pytest.mark.ray  # part B is a real sweep
 
 
 def test_gpu_check_cpu_smoke(tmp_path):

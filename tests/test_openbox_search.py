@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from lorahpo.sweep.searchers.openbox_gp import OpenBoxSearch, to_openbox_space
+from lorahpo.sweep.searchers._openbox import OpenBoxSearch, to_openbox_space
 from lorahpo.sweep.space import parse_param
 
 from conftest import run_cli

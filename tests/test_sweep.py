@@ -58,6 +58,46 @@ def _check_study(sweep_dir, trials):
         assert t.params["lora.r"] == row["lora.r"]
 
 
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory):
+    """Sweeps that several tests read, each run once: `sweeps(*args)` -> (dir, proc, table)."""
+    done = {}
+
+    def sweep(*args):
+        if args not in done:
+            sweep_dir = tmp_path_factory.mktemp("sweep")
+            done[args] = (sweep_dir, *_sweep(sweep_dir, *args))
+        return done[args]
+
+    return sweep
+
+
+RANDOM_FIFO = (  # read by the searcher x scheduler test and the retrain test
+    "search=random",
+    "scheduler=fifo",
+    "search.n_trials=3",
+    "train.lr=tag(log,interval(3e-4,5e-3))",
+    "lora.r=choice(8,16)",
+)
+ASHA = [  # the same random trials, stopped early by ASHA or not
+    "search=random",
+    "search.n_trials=6",
+    "train.epochs=2",
+    "train.eval_every=0.25",
+    "train.lr=tag(log,interval(1e-5,5e-3))",
+]
+
+
+@pytest.fixture(scope="module")
+def asha_sweep(tmp_path_factory):
+    """An ASHA sweep tracked in MLflow: (dir, table, MLflow store), read by two tests."""
+    sweep_dir = tmp_path_factory.mktemp("asha")
+    store = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    args = ["scheduler=asha", "scheduler.grace_period=1", "logger=mlflow"]
+    _, trials = _sweep(sweep_dir / "sweep", *ASHA, *args, f"logger.tracking_uri={store}")
+    return sweep_dir / "sweep", trials, store
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize(
     "search,scheduler",
@@ -69,8 +109,7 @@ def _check_study(sweep_dir, trials):
         ("cmaes", "asha"),
     ],
 )
-@pytest.mark.ray
-def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
+def test_every_search_algorithm_and_scheduler(sweeps, search, scheduler):
     extra = (
         ["'lora.r=choice(8)'", "'train.lr_scheduler=choice(cosine)'"]
         if search == "grid"
@@ -80,8 +119,8 @@ def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
             "'lora.r=choice(8,16)'",
         ]
     )
-    proc, trials = _sweep(
-        tmp_path, f"search={search}", f"scheduler={scheduler}", *[e.strip("'") for e in extra]
+    tmp_path, proc, trials = sweeps(
+        f"search={search}", f"scheduler={scheduler}", *[e.strip("'") for e in extra]
     )
     assert len(trials) == 3 and list(trials["number"]) == [0, 1, 2]
     assert set(trials["status"]) <= {"completed", "stopped"}
@@ -108,16 +147,9 @@ def test_every_search_algorithm_and_scheduler(tmp_path, search, scheduler):
 
 
 @pytest.mark.ray
-def test_asha_stops_trials_and_trains_fewer_steps_than_fifo(tmp_path):
-    common = [
-        "search=random",
-        "search.n_trials=6",
-        "train.epochs=2",
-        "train.eval_every=0.25",
-        "train.lr=tag(log,interval(1e-5,5e-3))",
-    ]
-    _, fifo = _sweep(tmp_path / "fifo", *common, "scheduler=fifo")
-    _, asha = _sweep(tmp_path / "asha", *common, "scheduler=asha", "scheduler.grace_period=1")
+def test_asha_stops_trials_and_trains_fewer_steps_than_fifo(tmp_path, asha_sweep):
+    _, fifo = _sweep(tmp_path / "fifo", *ASHA, "scheduler=fifo")
+    _, asha, _ = asha_sweep
     assert (fifo["status"] == "completed").all()
     stopped = asha[asha["status"] == "stopped"]
     assert len(stopped) >= 1
@@ -331,15 +363,8 @@ def test_plain_hydra_multirun_through_hydra_ray_launcher(tmp_path):
 
 
 @pytest.mark.ray
-def test_best_trial_retrains_with_one_command(tmp_path):
-    sweep = tmp_path / "sweep"
-    _, trials = _sweep(
-        sweep,
-        "search=random",
-        "search.n_trials=2",
-        "scheduler=fifo",
-        "train.lr=tag(log,interval(3e-4,5e-3))",
-    )
+def test_best_trial_retrains_with_one_command(tmp_path, sweeps):
+    sweep, _, trials = sweeps(*RANDOM_FIFO)
     best = trials.loc[trials["objective"].idxmin()]
     run_dir = tmp_path / "final"
     proc = run_cli(
@@ -415,7 +440,6 @@ def test_trials_that_fit_count_per_node():
         (["hardware.max_retries=twice"], ["hardware.max_retries='twice'", "whole number"]),
     ],
 )
-@pytest.mark.ray
 def test_preflight_stops_the_sweep_before_any_trial(tmp_path, args, needles):
     """Resources no node has, or data that does not load: one message, no trial started."""
     proc, trials = _sweep(tmp_path, *args, ok=False)
@@ -471,22 +495,10 @@ def test_a_second_sweep_into_a_running_sweeps_directory_stops_at_once(tmp_path):
 
 
 @pytest.mark.ray
-def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(tmp_path):
+def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(asha_sweep):
     from mlflow.tracking import MlflowClient
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sweep_dir = tmp_path / "sweep"
-    _, trials = _sweep(
-        sweep_dir,
-        "logger=mlflow",
-        f"logger.tracking_uri={store}",
-        "search=random",
-        "search.n_trials=4",
-        "scheduler=asha",
-        "scheduler.grace_period=1",
-        "train.epochs=2",
-        "train.lr=tag(log,interval(1e-5,5e-3))",
-    )
+    _, trials, store = asha_sweep
     client = MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("lorahpo")
     runs = client.search_runs([experiment.experiment_id])

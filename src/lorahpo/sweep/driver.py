@@ -22,7 +22,7 @@ from lorahpo.sweep import ledger, searchers
 from lorahpo.sweep.lock import hold_sweep_lock
 from lorahpo.sweep.preflight import SweepPlan, check_resources, preflight
 from lorahpo.sweep.progress import TrialEvents
-from lorahpo.sweep.ray_session import failure_config, start_ray, stop_strays
+from lorahpo.sweep.ray_session import failure_config, start_ray, stop_strays, tune_callbacks
 from lorahpo.sweep.searchers import BuildContext
 from lorahpo.sweep.summary import LiveSummary, summarize
 from lorahpo.sweep.table import best_start_point, collect_trials, format_table
@@ -165,7 +165,7 @@ def new_tuner(plan: SweepPlan, config: DictConfig, trainable, name: str, done: i
         run_config=tune.RunConfig(
             name=name,
             storage_path=str(plan.sweep_dir),
-            callbacks=[callback],
+            callbacks=[callback, *tune_callbacks()],
             failure_config=failure_config(plan.max_retries),
             verbose=0,
         ),

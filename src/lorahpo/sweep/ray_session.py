@@ -45,6 +45,10 @@ ENV = {
     # a failed trial's last report carries no objective when it failed before its first
     # evaluation (lorahpo.sweep.reported); the schedulers skip such a result
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    # Tune's own loggers: only its JSON result log per trial is kept (tune_callbacks); its
+    # TensorBoard and CSV copies duplicate the run directories, and the TensorBoard one
+    # costs the driver an import of torch per sweep
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
 }
 
 
@@ -69,6 +73,14 @@ def start_ray(hw: DictConfig, sweep_dir: Path) -> list[dict[str, float]]:
         ray.init(address="local", **kwargs)
         record_ray_processes(sweep_dir)  # what a resume stops if this driver is killed
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def tune_callbacks() -> list:
+    """Ray Tune's own callbacks the sweep keeps: each trial's results as JSON lines in its
+    folder under `<sweep_dir>/.tune*/` (what Tune's scheduler was given, for review)."""
+    from ray.tune.logger import JsonLoggerCallback
+
+    return [JsonLoggerCallback()]
 
 
 def failure_config(max_retries: int):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec
-from lorahpo.sweep.searchers._optuna import optuna_searcher
 
 
 def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     import optuna
+
+    from lorahpo.sweep.searchers._optuna import optuna_searcher
 
     sampler = optuna.samplers.CmaEsSampler(
         seed=ctx.seed, n_startup_trials=ctx.n_initial, warn_independent_sampling=False

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.tune.search.hyperopt import HyperOptSearch
-
-from lorahpo.compat import ray_hyperopt
 from lorahpo.sweep import reported
-from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec, TellsFailures, tune_domains
-
-
-class WarmHyperOptSearch(TellsFailures, HyperOptSearch):
-    """HyperOptSearch that takes evaluated points: Ray's takes start points only."""
-
-    def add_evaluated_point(self, parameters: dict[str, Any], value: float, **_: Any) -> None:
-        """Record `parameters` as a finished Hyperopt trial with objective `value`."""
-        ray_hyperopt.add_finished_trial(self, parameters, self.metric_op * float(value))
-
-    def history(self) -> list[tuple[dict[str, Any], float]]:
-        """(stored values, loss) of every finished trial Hyperopt knows (for tests)."""
-        return ray_hyperopt.finished_trials(self)
+from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec, tune_domains
 
 
 def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
+    from lorahpo.sweep.searchers._hyperopt import WarmHyperOptSearch
+
     # the space goes to the searcher itself, so that it can be warm-started
     searcher = WarmHyperOptSearch(
         space=WarmHyperOptSearch.convert_search_space(tune_domains(ctx.space)),

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec
-from lorahpo.sweep.searchers._optuna import optuna_searcher
 
 
 def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     import optuna
+
+    from lorahpo.sweep.searchers._optuna import optuna_searcher
 
     # constant_liar: trials still running count as bad results, so free slots are not all
     # sent to the same promising point; multivariate: models the parameters jointly

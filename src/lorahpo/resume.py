@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from lorahpo.config_keys import Affects, config_key
-from lorahpo.objective import parse_objective
+from lorahpo.objective import Objective
 from lorahpo.rundir import EvalRecord, RunDir, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class ResumePoint:
     best_logits: np.ndarray | None
 
 
-def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
+def resume_point(rd: RunDir, cfg: DictConfig, objective: Objective) -> ResumePoint | None:
     """The latest marked checkpoint of this config in `rd`, or None (then whatever is in
     `checkpoints/` is left over from another config or a cut-short save, and is removed)."""
     found = _marked_checkpoints(rd.checkpoints_path)
@@ -79,7 +79,7 @@ def resume_point(rd: RunDir, cfg: DictConfig) -> ResumePoint | None:
             break
         history = records[:evals]
         log.info("resuming from %s (step %d, %d evaluation(s) done)", path.name, step, len(history))
-        return ResumePoint(path, step, history, _best_logits(rd, history, cfg))
+        return ResumePoint(path, step, history, _best_logits(rd, history, objective))
     if rd.checkpoints_path.exists():
         log.warning("starting from step 0: no usable checkpoint in %s", rd.checkpoints_path)
         shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
@@ -118,10 +118,10 @@ def _marked_checkpoints(folder: Path) -> list[tuple[int, Path, dict]]:
     return sorted(out, key=lambda x: x[0])
 
 
-def _best_logits(rd: RunDir, history: list[EvalRecord], cfg: DictConfig) -> np.ndarray | None:
+def _best_logits(rd: RunDir, history: list[EvalRecord], objective: Objective) -> np.ndarray | None:
     if not history:
         return None
-    best = parse_objective(cfg.objective).best_record(history)
+    best = objective.best_record(history)
     path = rd.checkpoints_path / f"checkpoint-{best.step}" / BEST_LOGITS
     return np.load(path) if path.exists() else None
 

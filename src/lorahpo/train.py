@@ -152,12 +152,13 @@ def _train(
     )
     plan = training_plan(len(inputs.train_ds), cfg.train, inputs.validate)
     scorer = EvalScorer(inputs.val_groups(cfg.data.question_column))
-    resume = resume_point(rd, cfg)  # an interrupted run of this config left a checkpoint
+    objective = parse_objective(cfg.objective)  # checked before anything loaded
+    resume = resume_point(rd, cfg, objective)  # an interrupted run of this config left one
     recorder = EvalRecorder(
         rd,
         plan.planned_evals,
         scorer,
-        parse_objective(cfg.objective),
+        objective,
         history=resume.history if resume else None,
         best_logits=resume.best_logits if resume else None,
     )
@@ -202,7 +203,7 @@ def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, eval_steps: int
     validate = inputs.validate
     trainer = InOrderEvalTrainer(
         model=model,
-        args=training_arguments(cfg, rd.checkpoints_path, eval_steps, validate),
+        args=training_arguments(cfg, rd.checkpoints_path, eval_steps, recorder.objective, validate),
         train_dataset=inputs.train_ds,
         eval_dataset=inputs.val_ds if validate else None,
         data_collator=DataCollatorWithPadding(

@@ -23,7 +23,7 @@ from lorahpo import scoring, tracking
 from lorahpo.batching import PooledLengthSampler
 from lorahpo.compat.transformers_trainer import SamplerHooks
 from lorahpo.errors import UserError
-from lorahpo.objective import Objective, parse_objective
+from lorahpo.objective import Objective
 from lorahpo.report import report
 from lorahpo.rundir import EvalRecord, RunDir
 
@@ -35,11 +35,15 @@ class TrainingDiverged(UserError):
 
 
 def training_arguments(
-    cfg: DictConfig, output_dir: Path, eval_steps: int, validate: bool = True
+    cfg: DictConfig,
+    output_dir: Path,
+    eval_steps: int,
+    objective: Objective,
+    validate: bool = True,
 ) -> TrainingArguments:
-    """HF `TrainingArguments` from the `train` and `hardware` config groups."""
+    """HF `TrainingArguments` from the `train` and `hardware` config groups; the best
+    checkpoint is the best `objective`."""
     t, hw = cfg.train, cfg.hardware
-    objective = parse_objective(cfg.objective)
     return TrainingArguments(
         output_dir=str(output_dir),
         learning_rate=t.lr,

@@ -98,6 +98,7 @@ def make_trainable(hydra_context, task_function, config: DictConfig, plan: Sweep
         plan.fixed,
         str(plan.sweep_dir),
         str(plan.root),
+        plan.objective,
         warm,
     )
     hw = config.hardware

@@ -35,9 +35,7 @@ def evaluation(record: dict[str, Any], best: float, num: int) -> dict[str, Any]:
 def failure(last: dict[str, Any] | None, num: int) -> dict[str, Any]:
     """The last report of a trial whose code raised: its last evaluation's figures again (so
     that no scheduler sees a new evaluation or a made-up value), marked failed."""
-    out = {k: v for k, v in (last or {TIME_ATTR: 0}).items()}
-    out.update({FAILED_ATTR: True, TRIAL_ATTR: num})
-    return out
+    return {**(last or {TIME_ATTR: 0}), FAILED_ATTR: True, TRIAL_ATTR: num}
 
 
 def failed(result: dict | None) -> bool:

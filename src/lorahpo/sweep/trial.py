@@ -21,7 +21,7 @@ from omegaconf import DictConfig, open_dict
 
 from lorahpo import base_cache, modeling
 from lorahpo.errors import first_line
-from lorahpo.objective import parse_objective
+from lorahpo.objective import Objective
 from lorahpo.report import listening
 from lorahpo.rundir import RunDir, RunResult
 from lorahpo.sweep import ledger, reported
@@ -41,14 +41,15 @@ class TrialSpec:
     fixed_overrides: list[str]
     sweep_dir: str
     cwd: str  # the driver's working directory: relative paths in overrides resolve from it
+    objective: Objective  # the sweep's: what a trial reports as its best so far
     warm_trials: bool = True  # keep inputs and base model for the worker's next trial
 
 
 class Reports:
     """The trial's reports to Ray Tune: one per evaluation, the best objective so far."""
 
-    def __init__(self, num: int, master_config: DictConfig) -> None:
-        self.num, self.objective = num, parse_objective(master_config.objective)
+    def __init__(self, num: int, objective: Objective) -> None:
+        self.num, self.objective = num, objective
         self.best: float | None = None
         self.last: dict[str, Any] | None = None
 
@@ -76,7 +77,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     num = ledger.claim_number(sweep_dir, trial_id)
     ledger.record_event(sweep_dir, trial_id, "worker", **_this_worker())
     rd = RunDir(sweep_dir / str(num))
-    reports = Reports(num, spec.master_config)
+    reports = Reports(num, spec.objective)
     if _replay_finished(rd, reports):
         ledger.record_event(sweep_dir, trial_id, "replayed")
         return None

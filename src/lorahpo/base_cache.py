@@ -60,9 +60,11 @@ def inputs_key(cfg: DictConfig) -> str:
     TOKENS keys (lorahpo.config_keys) and the identity of a CSV file."""
     file = None
     path = cfg.data.get("train_path")
-    if cfg.data.get("source") == "csv" and path and Path(str(path)).expanduser().is_file():
+    if cfg.data.get("source") == "csv" and path:
         p = Path(str(path)).expanduser()
-        file = [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
+        if p.is_file():
+            st = p.stat()
+            file = [str(p.resolve()), st.st_size, st.st_mtime_ns]
     return config_key(cfg, Affects.TOKENS, extra={"file": file})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +16,11 @@ from hydra.core.hydra_config import HydraConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+HAS_OPENBOX = importlib.util.find_spec("openbox") is not None
+NEEDS_OPENBOX = pytest.mark.skipif(
+    not HAS_OPENBOX, reason='the openbox extra is not installed: pip install -e ".[openbox]"'
+)
 
 
 def run_cli(

@@ -10,7 +10,7 @@ from lorahpo.objective import DEFAULT
 from lorahpo.sweep import searchers
 from lorahpo.sweep.space import build_space, start_points
 
-from conftest import compose_cfg
+from conftest import NEEDS_OPENBOX, compose_cfg
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +53,9 @@ def test_start_points_are_the_default_run_and_published_bests():
     assert big.search.start_points[1]["train.lr"] == pytest.approx(2.35e-4)
 
 
-@pytest.mark.parametrize("algorithm", ["random", "tpe", "cmaes", "hyperopt", "gp"])
+@pytest.mark.parametrize(
+    "algorithm", ["random", "tpe", "cmaes", "hyperopt", pytest.param("gp", marks=NEEDS_OPENBOX)]
+)
 def test_every_searcher_proposes_the_start_points_first(algorithm, tmp_path):
     points = [
         {"train.lr": 1e-3, "lora.r": 16, "lora.dropout": 0.05},
@@ -109,7 +111,7 @@ def test_a_stopped_trial_is_pruned_with_its_intermediate_values():
     assert searcher.study().trials[-1].state == TrialState.FAIL
 
 
-@pytest.mark.parametrize("algorithm", ["tpe", "hyperopt", "gp"])
+@pytest.mark.parametrize("algorithm", ["tpe", "hyperopt", pytest.param("gp", marks=NEEDS_OPENBOX)])
 def test_warm_start_tells_the_searcher_earlier_trials(algorithm, tmp_path):
     """Earlier sweeps' completed trials (from their trials.csv) reach the searcher's own
     history before it proposes; trials outside the current space are skipped and counted."""

@@ -7,6 +7,10 @@ import math
 import pandas as pd
 import pytest
 
+pytest.importorskip(
+    "openbox", reason='the openbox extra is not installed: pip install ".[openbox]"'
+)
+
 from lorahpo.sweep.searchers._openbox import OpenBoxSearch, to_openbox_space
 from lorahpo.sweep.space import parse_param
 

@@ -10,7 +10,7 @@ from lorahpo.errors import UserError
 from lorahpo.sweep.preflight import check_resources, preflight
 from lorahpo.sweep.searchers import SearcherSpec
 
-from conftest import compose_cfg
+from conftest import HAS_OPENBOX, compose_cfg
 
 pytestmark = pytest.mark.unit
 
@@ -87,3 +87,9 @@ def test_resources_given_a_list_of_nodes():
     with pytest.raises(UserError, match="use hardware=cpu"):
         check_resources(_hw(name="gpu", gpus_per_trial=1), two_cpus)
     assert check_resources(_hw(gpus_per_trial=1, concurrency=5), [{"CPU": 16, "GPU": 8}]) is None
+
+
+@pytest.mark.skipif(HAS_OPENBOX, reason="runs where the openbox extra is absent (as in CI)")
+def test_without_the_openbox_extra_search_gp_stops_before_anything_naming_it(tmp_path):
+    with pytest.raises(UserError, match=re.escape('pip install "lorahpo[openbox]"')):
+        _preflight(tmp_path, "search=gp")

@@ -9,7 +9,7 @@ from typing import Any
 from lorahpo.compat import attribute, broken, check_tested
 
 PACKAGE = "torch"
-TESTED = ">=2.4,<2.15"
+TESTED = ">=2.4,<2.16"  # contract checked on 2.13 (CPU) and 2.15 (Python 3.13)
 check_tested(PACKAGE, TESTED)
 HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
 

@@ -53,6 +53,8 @@ class SweepPlan:
 def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPlan:
     """Check the sweep and plan it; raises UserError with the fix for anything wrong.
     `load(overrides)` composes a trial's config (Hydra's config loader, in a sweep)."""
+    spec = searchers.get(config.search.algorithm)
+    spec.check_installed()  # first: a missing extra is the cheapest thing to report
     root = Path.cwd()
     sweep_dir = Path(str(config.hydra.sweep.dir)).expanduser().resolve()
     space, fixed = build_space(config.search.space, arguments)
@@ -60,10 +62,8 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
     fixed += [f"hydra.sweep.dir={sweep_dir}", f"paths.root={root}"]
     defaults = compose_check(load, space, fixed)
     check_model_weights(defaults)
-    tracking.check_logger(config.logger)
+    tracking.check_logger(config)
     objective = parse_objective(config.objective)
-    spec = searchers.get(config.search.algorithm)
-    spec.check_installed()
     max_evals = planned_evals_upper_bound(defaults, space)
     points, notes = _start_points(config, spec, space, defaults)
     warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.get("warm_start")), space)

@@ -13,8 +13,11 @@ import importlib.util
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,26 +29,80 @@ TRACKING_FILE = "tracking.json"  # a sweep's parent run, kept for resume
 PARAM_GROUPS = ("lora", "train", "data", "hardware")
 
 
-def check_logger(logger_cfg: DictConfig) -> None:
-    """Fail before anything loads if the tracker's package is missing."""
-    for name in logger_cfg.report_to:
+def check_logger(cfg: DictConfig) -> None:
+    """Fail before anything loads if the tracker cannot record: its package is missing, its
+    MLflow server does not answer, or the folder it writes to cannot be written. A sweep runs
+    this in preflight, so a tracker that cannot work stops it once, not once per trial."""
+    lg = cfg.logger
+    for name in lg.report_to:
         package = PACKAGES.get(name)
         if package is None:
-            raise UserError(f"logger={logger_cfg.name}: unknown tracker {name!r}.")
+            raise UserError(f"logger={lg.name}: unknown tracker {name!r}.")
         if importlib.util.find_spec(package) is None:
             raise UserError(
-                f"logger={logger_cfg.name} needs the {package} package, which is not "
+                f"logger={lg.name} needs the {package} package, which is not "
                 f"installed: pip install {package} (or choose another logger=)."
             )
+    if "mlflow" in lg.report_to:
+        _check_mlflow_store(mlflow_uri(cfg))
+    if "tensorboard" in lg.report_to and lg.get("log_dir"):
+        _check_writable(Path(str(lg.log_dir)), "logger.log_dir")
+
+
+def mlflow_uri(cfg: DictConfig) -> str:
+    """`logger.tracking_uri` as MLflow should get it: a plain folder (`mlruns`, `/data/mlruns`)
+    becomes a `file:` URI, a relative one under the project root (trials run elsewhere)."""
+    uri = str(cfg.logger.tracking_uri)
+    if "://" in uri or uri.startswith("file:"):
+        return uri
+    path = Path(uri).expanduser()
+    if not path.is_absolute():
+        path = Path(str(cfg.paths.root)) / path
+    return path.resolve().as_uri()
+
+
+def _check_mlflow_store(uri: str) -> None:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                response.read(64)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise UserError(
+                f"logger.tracking_uri={uri}: the MLflow server does not answer ({reason}). "
+                "Start it (mlflow server --host ... --port ...), correct the address, or keep "
+                "the runs in a local store: logger.tracking_uri=sqlite:///path/to/mlflow.db."
+            ) from None
+    elif parsed.scheme == "file":
+        _check_writable(Path(parsed.path), "logger.tracking_uri")
+    elif parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
+        # sqlite:///relative.db and sqlite:////absolute.db: the path follows the third slash
+        _check_writable(Path(parsed.path[1:]).parent, "logger.tracking_uri")
+
+
+def _check_writable(folder: Path, key: str) -> None:
+    """Create `folder` if it is missing and write a file in it, or say which key to change."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".lorahpo-write-check-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"{key}: cannot write to {folder} ({e.strerror or e}). Point {key} at a folder "
+            "this user can create and write."
+        ) from None
 
 
 def configure(cfg: DictConfig, run_dir: Path) -> None:
     """Point the Trainer's tracker callbacks at this run (they read the environment)."""
     lg = cfg.logger
     if "tensorboard" in lg.report_to:
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(tensorboard_dir(cfg, run_dir))
     if "mlflow" in lg.report_to:
-        os.environ["MLFLOW_TRACKING_URI"] = str(lg.tracking_uri)
+        _mlflow_environment(cfg)
         os.environ["MLFLOW_EXPERIMENT_NAME"] = str(lg.experiment_name)
         os.environ["MLFLOW_FLATTEN_PARAMS"] = "true"
         tags = {"lorahpo.run_dir": str(run_dir)}
@@ -58,6 +115,24 @@ def configure(cfg: DictConfig, run_dir: Path) -> None:
         os.environ["WANDB_DIR"] = str(run_dir)
         if lg.get("group"):
             os.environ["WANDB_RUN_GROUP"] = str(lg.group)
+
+
+def tensorboard_dir(cfg: DictConfig, run_dir: Path) -> Path:
+    """The run's own `tensorboard/` folder, or `<logger.log_dir>/<sweep or date>/<run>` when
+    the user keeps one TensorBoard folder for everything."""
+    log_dir = cfg.logger.get("log_dir")
+    if not log_dir:
+        return run_dir / "tensorboard"
+    return Path(str(log_dir)).expanduser() / run_dir.parent.name / run_dir.name
+
+
+def _mlflow_environment(cfg: DictConfig) -> None:
+    """What MLflow reads, in this process and the Trainer's callback; a folder store is what
+    many users keep, so MLflow is told to allow it (it refuses new ones by default)."""
+    uri = mlflow_uri(cfg)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    if uri.startswith("file:"):
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
 
 
 def run_params(cfg: DictConfig) -> dict[str, Any]:
@@ -96,7 +171,8 @@ def start_sweep(cfg: DictConfig, sweep_dir: Path) -> list[str]:
 
         saved = sweep_dir / TRACKING_FILE
         parent = (read_json(saved) or {}).get("mlflow_parent_run_id")
-        mlflow.set_tracking_uri(str(lg.tracking_uri))
+        _mlflow_environment(cfg)
+        mlflow.set_tracking_uri(mlflow_uri(cfg))
         mlflow.set_experiment(str(lg.experiment_name))
         run = mlflow.start_run(
             run_id=parent, run_name=None if parent else f"sweep {sweep_dir.name}"

@@ -108,7 +108,7 @@ def check_config(cfg: DictConfig) -> None:
     check_train_config(cfg.train)
     modeling.check_lora_config(cfg.lora)
     modeling.check_hardware(cfg.hardware)
-    tracking.check_logger(cfg.logger)
+    tracking.check_logger(cfg)
 
 
 def train_adapter(

@@ -90,9 +90,10 @@ ASHA = [  # the same random trials, stopped early by ASHA or not
 
 @pytest.fixture(scope="module")
 def asha_sweep(tmp_path_factory):
-    """An ASHA sweep tracked in MLflow: (dir, table, MLflow store), read by two tests."""
+    """An ASHA sweep tracked in MLflow's classic folder store, given as a plain folder (as
+    many users keep it): (dir, table, MLflow store), read by two tests."""
     sweep_dir = tmp_path_factory.mktemp("asha")
-    store = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    store = str(sweep_dir / "mlruns")
     args = ["scheduler=asha", "scheduler.grace_period=1", "logger=mlflow"]
     _, trials = _sweep(sweep_dir / "sweep", *ASHA, *args, f"logger.tracking_uri={store}")
     return sweep_dir / "sweep", trials, store
@@ -496,12 +497,16 @@ def test_a_second_sweep_into_a_running_sweeps_directory_stops_at_once(tmp_path):
 
 
 @pytest.mark.ray
-def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(asha_sweep):
+def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(
+    asha_sweep, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
     _, trials, store = asha_sweep
-    client = MlflowClient(tracking_uri=store)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's own switch for reading
+    client = MlflowClient(tracking_uri=Path(store).as_uri())
     experiment = client.get_experiment_by_name("lorahpo")
+    assert (Path(store) / experiment.experiment_id / "meta.yaml").is_file()  # a folder store
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
@@ -551,3 +556,40 @@ def test_a_maximised_objective_is_maximised_end_to_end(tmp_path):
     assert f"objective {best:.4f}" in proc.stdout.split("best: trial")[1]
     header = (tmp_path / "experiment/best.yaml").read_text().splitlines()[1]
     assert f"objective {best:.6f}" in header
+
+
+@pytest.mark.ray
+def test_the_dashboard_serves_a_sweeps_study_over_loopback(sweeps):
+    """`python -m lorahpo.dashboard <sweep_dir>` on a free local port: its page and its API
+    answer, and the API lists the sweep's study with every trial."""
+    import socket
+    import urllib.request
+
+    pytest.importorskip("optuna_dashboard", reason='pip install -e ".[dashboard]"')
+    sweep, _, trials = sweeps(*RANDOM_FIFO)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "lorahpo.dashboard", str(sweep), "--port", str(port)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        page = None
+        deadline = time.monotonic() + 60
+        while page is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    page = r.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, server.stdout.read() if server.poll() is not None else "no page"
+        assert "Optuna Dashboard" in page
+        api = f"http://127.0.0.1:{port}/api/studies"
+        with urllib.request.urlopen(api, timeout=5) as r:
+            studies = json.loads(r.read())["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["sweep"]
+        with urllib.request.urlopen(f"{api}/{studies[0]['study_id']}", timeout=5) as r:
+            study = json.loads(r.read())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert study["directions"] == ["minimize"] and len(study["trials"]) == len(trials) == 3

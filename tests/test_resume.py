@@ -44,12 +44,26 @@ def _kill_after(run_dir, evals: int, *args: str) -> None:
     _kill_when(run_dir, written, *args)
 
 
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """A run SIGKILLed after 3 of its 8 evaluations, kept as it was left; each test that
+    continues it works on its own copy."""
+    run_dir = tmp_path_factory.mktemp("killed") / "run"
+    _kill_after(run_dir, 3)
+
+    def copy(to):
+        shutil.copytree(run_dir, to)
+        return to
+
+    return copy
+
+
 @pytest.mark.faults
-def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp_path):
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
+def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp_path, killed):
+    whole = tmp_path / "whole"
     assert run_cli(*RUN, f"hydra.run.dir={whole}").returncode == 0
 
-    _kill_after(cut, 3)
+    cut = killed(tmp_path / "cut")
     before = read_jsonl(cut / "metrics.jsonl")
     marks = {
         int(p.parent.name.split("-")[1]): json.loads(p.read_text())
@@ -80,26 +94,26 @@ def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp
 
 
 @pytest.mark.faults
-def test_a_checkpoint_of_another_config_is_not_continued(tmp_path):
-    _kill_after(tmp_path, 2)
-    assert list((tmp_path / "checkpoints").glob("checkpoint-*/resume.json"))
+def test_a_checkpoint_of_another_config_is_not_continued(tmp_path, killed):
+    run_dir = killed(tmp_path / "run")
+    assert list((run_dir / "checkpoints").glob("checkpoint-*/resume.json"))
     started = time.time()
-    proc = run_cli(*RUN, "train.lr=0.002", f"hydra.run.dir={tmp_path}")
+    proc = run_cli(*RUN, "train.lr=0.002", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "checkpoint of another config" in proc.stdout + proc.stderr
-    result = json.loads((tmp_path / "result.json").read_text())
+    result = json.loads((run_dir / "result.json").read_text())
     assert "resumed_from_step" not in result
-    records = read_jsonl(tmp_path / "metrics.jsonl")
+    records = read_jsonl(run_dir / "metrics.jsonl")
     assert [r["eval"] for r in records] == list(range(1, 9))
     assert all(r["time"] >= started for r in records)  # every evaluation done anew
 
 
 @pytest.mark.faults
-def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path):
+def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path, killed):
     from lorahpo.resume import _damage
 
-    _kill_after(tmp_path, 2)
-    marked = [p.parent for p in (tmp_path / "checkpoints").glob("checkpoint-*/resume.json")]
+    run_dir = killed(tmp_path / "run")
+    marked = [p.parent for p in (run_dir / "checkpoints").glob("checkpoint-*/resume.json")]
     ckpt = max(marked, key=lambda p: int(p.name.split("-")[1]))  # the latest
     assert _damage(ckpt) is None
     for name in ("adapter_model.safetensors", "optimizer.pt", "trainer_state.json"):
@@ -112,10 +126,10 @@ def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path):
 
     with (ckpt / "optimizer.pt").open("r+b") as f:
         f.truncate((ckpt / "optimizer.pt").stat().st_size - 100)
-    proc = run_cli(*RUN, f"hydra.run.dir={tmp_path}")
+    proc = run_cli(*RUN, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "is damaged" in proc.stdout + proc.stderr
-    assert [r["eval"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == list(range(1, 9))
+    assert [r["eval"] for r in read_jsonl(run_dir / "metrics.jsonl")] == list(range(1, 9))
 
 
 @pytest.mark.faults

@@ -1,9 +1,9 @@
 """Every sweep, whatever its searcher, as an Optuna study: `<sweep_dir>/study.db`.
 
 Built from the sweep's own files (trials.csv's rows and each trial's metrics.jsonl), so that
-a hyperopt, random, grid or OpenBox sweep opens in Optuna's tools like a TPE one:
-`python -m lorahpo.dashboard <sweep_dir>` (optuna-dashboard), or
-`optuna.load_study(study_name="sweep", storage=...)`. Completed trials are COMPLETE with their objective, trials the scheduler
+a hyperopt, random, grid or OpenBox sweep opens in Optuna's tools like a TPE one: `python -m
+lorahpo.dashboard <sweep_dir>` (optuna-dashboard), or `optuna.load_study(study_name="sweep",
+storage=...)`. Completed trials are COMPLETE with their objective, trials the scheduler
 stopped are PRUNED, failed ones FAIL; every trial carries its objective per evaluation as
 intermediate values (step = evaluation number), its trial number and run directory as user
 attributes.

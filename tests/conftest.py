@@ -38,6 +38,46 @@ def run_cli(
     )
 
 
+def run_here(*args: str, script: str = "train.py") -> subprocess.CompletedProcess:
+    """Run an entry script in this process as `run_cli` runs it in a new one: the same
+    arguments, Hydra app, exit status and output, without paying for the imports again (a
+    new process spends most of a smoke run importing torch and transformers). For runs that
+    need no environment of their own; the environment and logging are restored after."""
+    import contextlib
+    import io
+    import logging
+    import runpy
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, environ, cwd = sys.argv, dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    os.environ.update({"HYDRA_FULL_ERROR": "0", "TOKENIZERS_PARALLELISM": "false"})
+    sys.argv = [str(ROOT / script), *args]
+    GlobalHydra.instance().clear()
+    code = 0
+    try:
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environ)
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
+
+
 SMOKE = ["debug=smoke", "search/space=grid", "hydra.sweeper.resume=false"]  # seconds a trial
 
 

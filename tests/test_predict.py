@@ -11,19 +11,19 @@ from scipy.special import softmax
 from lorahpo.scoring import probabilities
 from lorahpo.toy import make_toy_frame
 
-from conftest import compose_cfg, run_cli
+from conftest import compose_cfg, run_cli, run_here
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "run"
-    proc = run_cli("debug=smoke", "train.epochs=2", f"hydra.run.dir={run_dir}")
+    proc = run_here("debug=smoke", "train.epochs=2", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
 
 def _infer(*args):
-    return run_cli(*args, "progress_bar=false", script="infer.py")
+    return run_here(*args, "progress_bar=false", script="infer.py")
 
 
 @pytest.mark.cli
@@ -143,7 +143,7 @@ def test_reference_experiment_composes():
 
 @pytest.mark.cli
 def test_final_model_trains_on_every_row(tmp_path):
-    proc = run_cli("debug=smoke", "data.val_fold=null", f"hydra.run.dir={tmp_path}")
+    proc = run_here("debug=smoke", "data.val_fold=null", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "completed" and result["validated"] is False
@@ -166,6 +166,7 @@ def test_4bit_run_and_inference_on_cpu(tmp_path):
     """The QLoRA path end to end without a GPU: NF4 base (bitsandbytes), LoRA training, and
     infer.py on its adapter reproducing the run's own validation logits."""
     run_dir = tmp_path / "run"
+    # a process of its own: whether bitsandbytes warns must not depend on earlier tests
     proc = run_cli("debug=smoke", "hardware.quantization=nf4", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "gemm_4bit" not in proc.stdout + proc.stderr  # no noise about optional kernels

@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import ROOT, compose_cfg, read_jsonl, run_cli
+from conftest import ROOT, compose_cfg, read_jsonl, run_here
 
 RUN = ["debug=smoke", "train.epochs=4"]  # 8 evaluations, a checkpoint at each
 
@@ -61,7 +61,7 @@ def killed(tmp_path_factory):
 @pytest.mark.faults
 def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp_path, killed):
     whole = tmp_path / "whole"
-    assert run_cli(*RUN, f"hydra.run.dir={whole}").returncode == 0
+    assert run_here(*RUN, f"hydra.run.dir={whole}").returncode == 0
 
     cut = killed(tmp_path / "cut")
     before = read_jsonl(cut / "metrics.jsonl")
@@ -72,7 +72,7 @@ def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp
     assert marks, "no complete checkpoint when the run was killed"
     assert len(marks) <= 2  # the latest and the best
     latest = max(marks)
-    proc = run_cli(*RUN, f"hydra.run.dir={cut}")
+    proc = run_here(*RUN, f"hydra.run.dir={cut}")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     result = json.loads((cut / "result.json").read_text())
@@ -98,7 +98,7 @@ def test_a_checkpoint_of_another_config_is_not_continued(tmp_path, killed):
     run_dir = killed(tmp_path / "run")
     assert list((run_dir / "checkpoints").glob("checkpoint-*/resume.json"))
     started = time.time()
-    proc = run_cli(*RUN, "train.lr=0.002", f"hydra.run.dir={run_dir}")
+    proc = run_here(*RUN, "train.lr=0.002", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "checkpoint of another config" in proc.stdout + proc.stderr
     result = json.loads((run_dir / "result.json").read_text())
@@ -126,7 +126,7 @@ def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path, killed):
 
     with (ckpt / "optimizer.pt").open("r+b") as f:
         f.truncate((ckpt / "optimizer.pt").stat().st_size - 100)
-    proc = run_cli(*RUN, f"hydra.run.dir={run_dir}")
+    proc = run_here(*RUN, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "is damaged" in proc.stdout + proc.stderr
     assert [r["eval"] for r in read_jsonl(run_dir / "metrics.jsonl")] == list(range(1, 9))
@@ -139,9 +139,9 @@ def test_a_run_without_validation_resumes_to_the_same_adapter(tmp_path):
 
     final = ["data.val_fold=null"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    assert run_cli(*RUN, *final, f"hydra.run.dir={whole}").returncode == 0
+    assert run_here(*RUN, *final, f"hydra.run.dir={whole}").returncode == 0
     _kill_when(cut, lambda d: any(d.glob("checkpoints/*/resume.json")), *final)
-    assert run_cli(*RUN, *final, f"hydra.run.dir={cut}").returncode == 0
+    assert run_here(*RUN, *final, f"hydra.run.dir={cut}").returncode == 0
     result = json.loads((cut / "result.json").read_text())
     assert result["status"] == "completed" and result["resumed_from_step"] > 0
     a = load_file(whole / "adapter" / "adapter_model.safetensors")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, SMOKE, read_events, run_cli, start_sweep, wait_for_event
+from conftest import ROOT, SMOKE, read_events, run_cli, run_here, start_sweep, wait_for_event
 
 
 def _sweep(tmp_path, *args, ok=True, env=None):
@@ -316,7 +316,7 @@ def test_sweep_on_an_existing_ray_cluster(tmp_path):
 
 @pytest.mark.ray
 def test_plain_hydra_multirun_with_the_basic_sweeper(tmp_path):
-    proc = run_cli(
+    proc = run_here(
         "-m", "hydra/sweeper=basic", "debug=smoke", "lora.r=4,8", f"hydra.sweep.dir={tmp_path}"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -356,7 +356,7 @@ def test_best_trial_retrains_with_one_command(tmp_path, sweeps):
     sweep, _, trials = sweeps(*RANDOM_FIFO)
     best = trials.loc[trials["objective"].idxmin()]
     run_dir = tmp_path / "final"
-    proc = run_cli(
+    proc = run_here(
         f"--config-dir={sweep}", "experiment=best", "data.val_fold=null", f"hydra.run.dir={run_dir}"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

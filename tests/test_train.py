@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import compose_cfg, read_jsonl, run_cli
+from conftest import compose_cfg, read_jsonl, run_cli, run_here
 
 pytestmark = pytest.mark.cli
 
@@ -31,7 +31,7 @@ def _user_error(proc, *needles):
 def test_overrides_reach_config_adapter_and_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     _ok(
-        run_cli(
+        run_here(
             "debug=smoke", "lora.r=8", "train.lr=3e-4", "train.epochs=1", f"hydra.run.dir={run_dir}"
         )
     )
@@ -74,7 +74,7 @@ def test_overrides_reach_config_adapter_and_run_directory(tmp_path):
 def test_default_run_learns_well_below_uniform(tmp_path):
     """The README's quickstart command, unchanged but for where the run goes."""
     run_dir = tmp_path / "run"
-    _ok(run_cli("progress_bar=false", f"hydra.run.dir={run_dir}"))
+    _ok(run_here("progress_bar=false", f"hydra.run.dir={run_dir}"))
     result = json.loads((run_dir / "result.json").read_text())
     records = read_jsonl(run_dir / "metrics.jsonl")
     assert len(records) >= 3
@@ -92,7 +92,7 @@ def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
     frame.to_csv(train_path, index=False)
     run_dir = tmp_path / "run"
     _ok(
-        run_cli(
+        run_here(
             "data=csv", f"data.train_path={train_path}", "debug=smoke", f"hydra.run.dir={run_dir}"
         )
     )
@@ -152,7 +152,7 @@ def test_bad_csv_exits_with_message_naming_file_and_column(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("Question,Text,target\nq,a,1\n")
     _user_error(
-        run_cli("data=csv", f"data.train_path={bad}", f"hydra.run.dir={tmp_path}/r"),
+        run_here("data=csv", f"data.train_path={bad}", f"hydra.run.dir={tmp_path}/r"),
         str(bad),
         "'Response'",
     )
@@ -162,7 +162,7 @@ def test_bad_csv_exits_with_message_naming_file_and_column(tmp_path):
 
 def test_objective_can_be_the_post_processed_log_loss(tmp_path):
     _ok(
-        run_cli(
+        run_here(
             "debug=smoke", "train.epochs=2", "objective=assignment", f"hydra.run.dir={tmp_path}"
         )
     )
@@ -194,7 +194,7 @@ def _tensorboard_scalars(folder: Path) -> dict[str, int]:
 
 def test_tensorboard_logger_writes_event_files_in_the_run_directory(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli("debug=smoke", "logger=tensorboard", f"hydra.run.dir={run_dir}")
+    proc = run_here("debug=smoke", "logger=tensorboard", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     scalars = _tensorboard_scalars(run_dir / "tensorboard")
     evals = len(read_jsonl(run_dir / "metrics.jsonl"))

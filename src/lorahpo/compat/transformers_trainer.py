@@ -11,7 +11,7 @@ from transformers import Trainer
 from lorahpo.compat import broken, check_tested
 
 PACKAGE = "transformers"
-TESTED = ">=5.0,<6"
+TESTED = ">=5.23,<6"
 check_tested(PACKAGE, TESTED)
 
 

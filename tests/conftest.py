@@ -23,11 +23,14 @@ NEEDS_OPENBOX = pytest.mark.skipif(
 )
 
 
+CLI_ENV = {"HYDRA_FULL_ERROR": "0", "TOKENIZERS_PARALLELISM": "false"}  # what entry runs get
+
+
 def run_cli(
     *args: str, script: str = "train.py", timeout: int = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Run an entry script as a user would, from the repository root."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    env = {**os.environ, **CLI_ENV, **(env or {})}
     return subprocess.run(
         [sys.executable, script, *args],
         cwd=ROOT,
@@ -54,7 +57,7 @@ def run_here(*args: str, script: str = "train.py") -> subprocess.CompletedProces
     argv, environ, cwd = sys.argv, dict(os.environ), os.getcwd()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    os.environ.update({"HYDRA_FULL_ERROR": "0", "TOKENIZERS_PARALLELISM": "false"})
+    os.environ.update(CLI_ENV)
     sys.argv = [str(ROOT / script), *args]
     GlobalHydra.instance().clear()
     code = 0
@@ -75,7 +78,7 @@ def run_here(*args: str, script: str = "train.py") -> subprocess.CompletedProces
         root.handlers[:] = handlers
         root.setLevel(level)
         GlobalHydra.instance().clear()
-    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
 SMOKE = ["debug=smoke", "search/space=grid", "hydra.sweeper.resume=false"]  # seconds a trial

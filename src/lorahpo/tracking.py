@@ -126,13 +126,15 @@ def tensorboard_dir(cfg: DictConfig, run_dir: Path) -> Path:
     return Path(str(log_dir)).expanduser() / run_dir.parent.name / run_dir.name
 
 
-def _mlflow_environment(cfg: DictConfig) -> None:
+def _mlflow_environment(cfg: DictConfig) -> str:
     """What MLflow reads, in this process and the Trainer's callback; a folder store is what
-    many users keep, so MLflow is told to allow it (it refuses new ones by default)."""
+    many users keep, so MLflow is told to allow it (it refuses new ones by default). Returns
+    the tracking URI."""
     uri = mlflow_uri(cfg)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     if uri.startswith("file:"):
         os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    return uri
 
 
 def run_params(cfg: DictConfig) -> dict[str, Any]:
@@ -171,8 +173,7 @@ def start_sweep(cfg: DictConfig, sweep_dir: Path) -> list[str]:
 
         saved = sweep_dir / TRACKING_FILE
         parent = (read_json(saved) or {}).get("mlflow_parent_run_id")
-        _mlflow_environment(cfg)
-        mlflow.set_tracking_uri(mlflow_uri(cfg))
+        mlflow.set_tracking_uri(_mlflow_environment(cfg))
         mlflow.set_experiment(str(lg.experiment_name))
         run = mlflow.start_run(
             run_id=parent, run_name=None if parent else f"sweep {sweep_dir.name}"

@@ -12,7 +12,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, SMOKE, read_events, run_cli, run_here, start_sweep, wait_for_event
+from conftest import (
+    ROOT,
+    SMOKE,
+    read_events,
+    read_jsonl,
+    run_cli,
+    run_here,
+    start_sweep,
+    wait_for_event,
+)
 
 
 def _sweep(tmp_path, *args, ok=True, env=None):
@@ -208,28 +217,70 @@ def test_a_real_model_without_weights_stops_the_sweep_before_any_trial(tmp_path)
     assert "Traceback" not in proc.stderr and not list(tmp_path.glob("[0-9]*"))
 
 
+BUDGET = [  # random trials of 1 epoch (seconds) or 40 (longer than the whole budget)
+    "search=random",
+    "search.n_trials=null",
+    "scheduler=fifo",
+    "hardware.concurrency=2",
+    "hardware.cpus_per_trial=1",
+    "train.epochs=choice(1,40)",
+]
+
+
 @pytest.mark.ray
-def test_trials_run_asynchronously_without_a_batch_barrier(tmp_path):
-    _, trials = _sweep(
-        tmp_path,
-        "search=random",
-        "search.n_trials=5",
-        "scheduler=fifo",
-        "hardware.concurrency=2",
-        "hardware.cpus_per_trial=1",
-        "train.epochs=choice(1,2)",
+def test_a_time_budget_runs_trials_asynchronously_and_pauses_the_last_ones(tmp_path):
+    """`search.time_budget` without a trial count: trials start while the budget can carry
+    them, two at a time without a batch barrier; the ones still running at the end are
+    paused with their checkpoints; a resume with a larger budget continues them; a resume
+    with a spent budget stops before Ray starts."""
+    proc, trials = _sweep(tmp_path, *BUDGET, "search.time_budget=30s")
+    state = json.loads((tmp_path / "budget.json").read_text())
+    assert state["ended"] and state["time_budget_s"] == 30 and 30 <= state["spent_s"] < 40
+    assert "time budget 0:30: 0:3" in proc.stdout and "paused" in proc.stdout
+    paused = trials[trials["status"] == "paused"]
+    assert len(paused) >= 1 and (trials["status"] == "completed").any()
+    assert set(trials["status"]) <= {"completed", "paused"}
+    assert (trials[trials["train.epochs"] == 40]["status"] == "paused").all()
+    assert paused["objective"].notna().all()  # the best of the evaluations it did
+    for n in paused["number"]:
+        assert (tmp_path / str(n) / "checkpoints").is_dir()  # kept for a resume
+    _check_asynchronous(trials)
+    before = {n: read_jsonl(tmp_path / str(n) / "metrics.jsonl") for n in paused["number"]}
+
+    resumed, after = _sweep(
+        tmp_path, *BUDGET, "search.time_budget=50s", "hydra.sweeper.resume=true"
     )
+    assert json.loads((tmp_path / "budget.json").read_text())["spent_s"] >= 50
+    for n, records in before.items():  # continued from its checkpoint, not started again
+        now = read_jsonl(tmp_path / str(n) / "metrics.jsonl")
+        # the evaluations up to its last checkpoint stay (one after it may be redone)
+        assert len(now) > len(records) and now[: len(records) - 1] == records[:-1]
+        assert [r["eval"] for r in now] == list(range(1, len(now) + 1))
+        assert after.loc[n, "evals_done"] == len(now)
+
+    spent, _ = _sweep(
+        tmp_path, *BUDGET, "search.time_budget=50s", "hydra.sweeper.resume=true", ok=False
+    )
+    said = " ".join(spent.stderr.split())
+    assert spent.returncode == 2 and "search.time_budget=0:50 is spent" in said
+    assert "larger search.time_budget" in said and "Traceback" not in said
+
+
+def _check_asynchronous(trials: pd.DataFrame) -> None:
+    """Two trials at once, and a later trial starts as soon as some trial ends, not when its
+    batch-mate does: with batches of 2 (trials 0-1, 2-3, ...), some trial starts while a
+    trial of an earlier batch still runs, which a batch barrier never allows (an order of
+    events, not a time limit). A paused trial's end is the sweep's."""
     start = pd.to_datetime(trials["started_at"]).astype("int64") / 1e9
     end = pd.to_datetime(trials["ended_at"]).astype("int64") / 1e9
+    end = end.where(trials["status"] != "paused", float("inf"))
+    assert len(trials) >= 3
     overlaps = sum(
         (start[i] < end[j]) and (start[j] < end[i])
         for i in range(len(trials))
         for j in range(i + 1, len(trials))
     )
     assert overlaps >= 2  # two trials at once
-    # a later trial starts as soon as some trial ends, not when its batch-mate does: with
-    # batches of 2 (trials 0-1, 2-3, 4), some trial starts while a trial of an earlier batch
-    # still runs, which a batch barrier never allows (an order of events, not a time limit)
     earlier_batch_running = [
         start[j] < start[i] < end[j] for i in range(2, len(trials)) for j in range(i // 2 * 2)
     ]

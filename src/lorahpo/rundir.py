@@ -26,7 +26,7 @@ VAL_PREDICTIONS = "val_predictions.csv"  # the best evaluation's logits per vali
 CHECKPOINTS = "checkpoints"  # the latest and best checkpoints (lorahpo.resume); removed at the end
 ENVIRONMENT = "environment.json"  # what reproducing the run needs: versions, GPU, model, commit
 
-STATUSES = ("completed", "stopped", "failed", "interrupted")
+STATUSES = ("completed", "stopped", "paused", "failed", "interrupted")
 
 
 @dataclass

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lorahpo import tracking
 from lorahpo.errors import UserError
-from lorahpo.sweep import ledger, searchers
+from lorahpo.sweep import budget, ledger, searchers
+from lorahpo.sweep.budget_gate import BudgetWatch, gate
 from lorahpo.sweep.lock import hold_sweep_lock
 from lorahpo.sweep.preflight import SweepPlan, check_resources, preflight
 from lorahpo.sweep.progress import TrialEvents
@@ -48,6 +49,7 @@ def run_sweep(
     for note in plan.notes:
         say(f"note: {note}")
     take_directory(plan.sweep_dir, config, resume)
+    timer = start_budget(plan)  # before Ray: a resume needs some of its budget left
     plan.fixed += tracking.start_sweep(config, plan.sweep_dir)  # trials attach to its run
     nodes = start_ray(config.hardware, plan.sweep_dir)
     note = check_resources(config.hardware, nodes)
@@ -55,20 +57,29 @@ def run_sweep(
         say(f"note: {note}")
     trainable = make_trainable(hydra_context, task_function, config, plan, warm_trials)
     say(
-        f"{plan.searcher.name} x {config.scheduler.name}: {plan.size} trials, "
+        f"{plan.searcher.name} x {config.scheduler.name}: {planned(plan)}, "
         f"{config.hardware.concurrency} at once, up to {plan.max_evals} evaluations each "
         f"-> {plan.sweep_dir}"
     )
     live = LiveSummary(plan.sweep_dir, plan.space, plan.objective)  # rewritten as trials end
     try:
-        run_trials(plan, config, trainable, resume, status_every)
+        run_trials(plan, config, trainable, resume, status_every, timer)
     finally:
         live.close()
+        budget.activate(None)
     return finish(plan, config)
 
 
 def say(line: str) -> None:
     print(f"[sweep] {line}", flush=True)
+
+
+def planned(plan: SweepPlan) -> str:
+    """`16 trials`, `3:00:00 of trials`, `up to 16 trials in 3:00:00`."""
+    if plan.time_budget_s is None:
+        return f"{plan.size} trials"
+    span = budget.clock(plan.time_budget_s)
+    return f"up to {plan.size} trials in {span}" if plan.size else f"{span} of trials"
 
 
 def take_directory(sweep_dir: Path, config: DictConfig, resume: bool) -> None:
@@ -106,27 +117,55 @@ def make_trainable(hydra_context, task_function, config: DictConfig, plan: Sweep
     return tune.with_resources(tune.with_parameters(run_trial, spec=spec), resources)
 
 
-def run_trials(plan: SweepPlan, config: DictConfig, trainable, resume: bool, every: float):
+def run_trials(
+    plan: SweepPlan,
+    config: DictConfig,
+    trainable,
+    resume: bool,
+    every: float,
+    timer: budget.Budget | None,
+):
     """Finish what an interrupted run had planned (finished trials are kept), then start the
     trials still missing: a new sweep, or more trials for one whose search continues from its
-    history (a grid is one pass over every combination)."""
+    history (a grid is one pass over every combination), while the time budget lasts."""
     from ray import tune
 
-    stages = sorted(plan.sweep_dir.glob(f"{TUNE_DIR}*"), key=lambda p: p.stat().st_mtime)
-    if resume and stages and tune.Tuner.can_restore(str(stages[-1])):
-        restored = tune.Tuner.restore(
-            str(stages[-1]),
-            trainable,
-            resume_unfinished=True,
-            resume_errored=False,
-            restart_errored=False,
+    try:
+        stages = sorted(plan.sweep_dir.glob(f"{TUNE_DIR}*"), key=lambda p: p.stat().st_mtime)
+        if resume and stages and tune.Tuner.can_restore(str(stages[-1])):
+            restored = tune.Tuner.restore(
+                str(stages[-1]),
+                trainable,
+                resume_unfinished=True,
+                resume_errored=False,
+                restart_errored=False,
+            )
+            fit(restored)
+        done = len(ledger.trial_numbers(plan.sweep_dir))
+        interrupted = (collect_trials(plan.sweep_dir, [])["status"] == "interrupted").any()
+        more = plan.size is None or done < plan.size
+        in_time = timer is None or (not timer.ended and timer.allows_new_trial())
+        if more and in_time and not interrupted:
+            name = TUNE_DIR if not done else f"{TUNE_DIR}-{done}"
+            fit(new_tuner(plan, config, trainable, name, done, every))
+    finally:
+        if timer is not None:
+            timer.save()
+
+
+def start_budget(plan: SweepPlan) -> budget.Budget | None:
+    """This run's share of the sweep's time budget; a resume needs some left."""
+    if plan.time_budget_s is None:
+        return None
+    timer = budget.Budget(plan.sweep_dir, plan.time_budget_s, plan.milestone)
+    if timer.left() <= 0:
+        raise UserError(
+            f"search.time_budget={budget.clock(plan.time_budget_s)} is spent: the sweep in "
+            f"{plan.sweep_dir} has run {budget.clock(timer.spent_before)}. Resume it with a "
+            "larger search.time_budget to continue its paused trials and start more."
         )
-        fit(restored)
-    done = len(ledger.trial_numbers(plan.sweep_dir))
-    interrupted = (collect_trials(plan.sweep_dir, [])["status"] == "interrupted").any()
-    if done < plan.size and not interrupted:
-        name = TUNE_DIR if not done else f"{TUNE_DIR}-{done}"
-        fit(new_tuner(plan, config, trainable, name, done, every))
+    budget.activate(timer)
+    return timer
 
 
 def new_tuner(plan: SweepPlan, config: DictConfig, trainable, name: str, done: int, every: float):
@@ -145,28 +184,23 @@ def new_tuner(plan: SweepPlan, config: DictConfig, trainable, name: str, done: i
     )
     searcher, param_space = searchers.build(context)
     tell_history(searcher, plan, done)
-    callback = TrialEvents(
-        plan.sweep_dir,
-        None if spec.exhaustive else plan.size,
-        hw.concurrency,
-        plan.objective,
-        every,
-    )
+    callback = TrialEvents(plan.sweep_dir, plan.size, hw.concurrency, plan.objective, every)
+    # a grid: every combination once; -1: new trials until the time budget ends
+    samples = 1 if spec.exhaustive else (-1 if plan.size is None else plan.size - done)
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
+            search_alg=gate(searcher, hw.concurrency),  # also holds it to hw.concurrency
             scheduler=plan.scheduler,
-            num_samples=1 if spec.exhaustive else plan.size - done,
-            max_concurrent_trials=hw.concurrency,
+            num_samples=samples,
             reuse_actors=True,
             trial_dirname_creator=lambda trial: trial.trial_id,  # short folder names
         ),
         run_config=tune.RunConfig(
             name=name,
             storage_path=str(plan.sweep_dir),
-            callbacks=[callback, *tune_callbacks()],
+            callbacks=[callback, BudgetWatch(), *tune_callbacks()],
             failure_config=failure_config(plan.max_retries),
             verbose=0,
         ),
@@ -204,9 +238,12 @@ def finish(plan: SweepPlan, config: DictConfig) -> float:
     keys, objective = list(plan.space), plan.objective
     trials, best = summarize(plan.sweep_dir, plan.space, objective)
     print(format_table(trials, keys, objective=objective))
+    if plan.time_budget_s is not None:
+        print(budget.bought(plan.sweep_dir, trials["status"].value_counts().to_dict()))
     start = best_start_point(trials, keys, plan.points, objective)
     # a stop signal between trials leaves no trial unfinished, only some never started
-    interrupted = (trials["status"] == "interrupted").any() or len(trials) < plan.size
+    short = plan.time_budget_s is None and len(trials) < plan.size
+    interrupted = (trials["status"] == "interrupted").any() or short
     tracking.end_sweep(config, trials, None if best is None else dict(best), bool(interrupted))
     if interrupted:
         print(
@@ -216,11 +253,10 @@ def finish(plan: SweepPlan, config: DictConfig) -> float:
         )
         raise SystemExit(130)
     if best is None or not (trials["status"] == "completed").any():
-        print(
-            f"error: no trial completed; see the error files listed in "
-            f"{plan.sweep_dir}/trials.csv.",
-            file=sys.stderr,
-        )
+        why = f"see the error files listed in {plan.sweep_dir}/trials.csv"
+        if (trials["status"] == "paused").any():
+            why = "the paused ones continue on a resume with a larger search.time_budget"
+        print(f"error: no trial completed; {why}.", file=sys.stderr)
         raise SystemExit(1)
     if start is not None:
         gain = abs(start["objective"] - best["objective"])

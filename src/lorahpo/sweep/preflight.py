@@ -21,7 +21,8 @@ from lorahpo import tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.objective import Objective, parse_objective
 from lorahpo.sweep import searchers
-from lorahpo.sweep.schedulers import make_scheduler
+from lorahpo.sweep.budget import parse_duration
+from lorahpo.sweep.schedulers import first_milestone, make_scheduler
 from lorahpo.sweep.searchers import SearcherSpec
 from lorahpo.sweep.space import Param, build_space, start_points, trial_overrides
 from lorahpo.sweep.warm_start import evaluated_points, sweep_dirs
@@ -40,7 +41,9 @@ class SweepPlan:
     fixed: list[str]  # plain overrides every trial gets
     objective: Objective
     searcher: SearcherSpec
-    size: int  # trials planned in all
+    size: int | None  # trials planned in all (None: as many as the time budget allows)
+    time_budget_s: float | None  # search.time_budget, for the whole sweep
+    milestone: int  # evaluations before the scheduler first judges a trial
     max_evals: int  # the most evaluations any trial does (the schedulers' budget)
     max_retries: int
     scheduler: Any
@@ -67,7 +70,7 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
     max_evals = planned_evals_upper_bound(defaults, space)
     points, notes = _start_points(config, spec, space, defaults)
     warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.get("warm_start")), space)
-    size = math.prod(len(p.values) for p in space.values()) if spec.exhaustive else None
+    budget = parse_duration(config.search.get("time_budget"))
     return SweepPlan(
         sweep_dir=sweep_dir,
         root=root,
@@ -75,7 +78,9 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
         fixed=fixed,
         objective=objective,
         searcher=spec,
-        size=size or int(config.search.n_trials),
+        size=planned_size(config.search, spec, space, budget),
+        time_budget_s=budget,
+        milestone=first_milestone(config.scheduler, max_evals),
         max_evals=max_evals,
         max_retries=check_retries(config.hardware),
         scheduler=make_scheduler(config.scheduler, max_evals, objective),
@@ -84,6 +89,22 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
         warm_skipped=warm_skipped,
         notes=notes,
     )
+
+
+def planned_size(search: DictConfig, spec: SearcherSpec, space, budget: float | None):
+    """How many trials: a grid's every combination; else `search.n_trials`, which a time
+    budget makes optional (a cap)."""
+    if spec.exhaustive:
+        return math.prod(len(p.values) for p in space.values())
+    n = search.get("n_trials")
+    if n is None and budget is None:
+        raise UserError(
+            "search.n_trials=null needs a search.time_budget (e.g. search.time_budget=3h): "
+            "give one, or a number of trials."
+        )
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise UserError(f"search.n_trials={n!r}: must be a whole number >= 1, or null.")
+    return n
 
 
 def compose_check(load: Loader, space: dict[str, Param], fixed: list[str]) -> DictConfig:

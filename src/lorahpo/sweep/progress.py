@@ -13,7 +13,8 @@ from ray.tune import Callback
 from lorahpo.errors import first_line
 from lorahpo.objective import Objective
 from lorahpo.rundir import RunDir, RunResult
-from lorahpo.sweep import ledger, reported
+from lorahpo.sweep import budget, ledger, reported
+from lorahpo.sweep.budget import clock
 from lorahpo.sweep.space import plain_params
 from lorahpo.sweep.summary import request_summary
 from lorahpo.sweep.table import progress_line
@@ -101,15 +102,14 @@ class TrialEvents(Callback):
         line = progress_line(self.sweep_dir, trial.trial_id, failed, trial.last_result or {})
         done = 1 + sum(t.is_finished() and t is not trial for t in trials)
         running = {t.trial_id for t in trials if t.status == "RUNNING" and t is not trial}
-        total = self.n_trials or len(trials)
-        print(f"[sweep] {line} | {done}/{total} done, {len(running)} running", flush=True)
+        total = f"/{self.n_trials}" if self.n_trials else ""
+        print(f"[sweep] {line} | {done}{total} done, {len(running)} running", flush=True)
         request_summary(self.sweep_dir, running)
 
     def _status(self, trials, running, now: float) -> str:
         """`3:10 elapsed | 5/16 done | trial 5 eval 3/12 0.8123, ... | best 0.4419 | ~6 min
         left` from what Ray knows of each trial."""
         done = sum(t.is_finished() for t in trials)
-        total = self.n_trials or len(trials)
         parts = [_running_part(t.last_result or {}) for t in running]
         finished = [
             t.last_result.get(reported.METRIC)
@@ -118,11 +118,18 @@ class TrialEvents(Callback):
         ]
         best = self.objective.best(x for x in finished if isinstance(x, float))
         shown = f"best so far {best:.4f}" if best is not None else "no trial finished yet"
-        line = f"{clock(now - self.began)} elapsed | {done}/{total} done | "
+        total = f"/{self.n_trials}" if self.n_trials else ""
+        line = f"{clock(now - self.began)} elapsed | {done}{total} done | "
         line += ", ".join(parts) + f" | {shown}"
-        if self.durations:
+        left = None
+        if self.durations and self.n_trials:
             mean = sum(self.durations) / len(self.durations)
-            left = (total - done) * mean / max(1, min(self.concurrency, len(running)))
+            left = (self.n_trials - done) * mean / max(1, min(self.concurrency, len(running)))
+        timer = budget.active()
+        if timer is not None:
+            line += f" | budget {clock(timer.spent())} of {clock(timer.total_s)}"
+            left = timer.left() if left is None else min(left, timer.left())
+        if left is not None:
             line += f" | ~{clock(left)} left"
         return line
 
@@ -157,9 +164,3 @@ def worker_died_message(ray_error: str) -> str:
         "If it ran out of memory, lower hardware.concurrency, train.batch_size or "
         "data.max_length, or use hardware.quantization=nf4; the other trials go on."
     )
-
-
-def clock(seconds: float) -> str:
-    seconds = int(seconds)
-    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

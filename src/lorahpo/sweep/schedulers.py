@@ -13,6 +13,14 @@ from lorahpo.objective import Objective
 from lorahpo.sweep import reported
 
 
+def first_milestone(sched: DictConfig, max_evals: int) -> int:
+    """The evaluations a trial does before the scheduler first judges it (every planned one
+    under FIFO): a time budget starts no trial that could not get that far."""
+    if sched.name == "fifo":
+        return max_evals
+    return max(1, min(int(sched.get("grace_period", 1)), max_evals))
+
+
 def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective):
     """The trial scheduler; its budget (`max_t`) is checked against the planned evaluations."""
     from ray.tune.schedulers import (

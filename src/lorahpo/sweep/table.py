@@ -21,6 +21,7 @@ from lorahpo.errors import first_line
 from lorahpo.objective import DEFAULT, Objective
 from lorahpo.rundir import STATUSES, RunDir
 from lorahpo.sweep import ledger, reported
+from lorahpo.sweep.budget import ended_at_budget
 
 TRIALS_FILE = "trials.csv"
 
@@ -47,11 +48,15 @@ def collect_trials(
     objective: Objective = DEFAULT,
 ) -> pd.DataFrame:
     """One row per trial, numbered 0..N-1, whatever state each trial ended in; the trials
-    in `running` (Ray trial ids) are `running` rather than `interrupted`."""
+    in `running` (Ray trial ids) are `running` rather than `interrupted` (`paused` when the
+    sweep stopped them at its time budget)."""
     running, param_keys = set(running), list(param_keys)
     events = _events_by_trial(sweep_dir)
+    cut = "paused" if ended_at_budget(sweep_dir) else "interrupted"
     rows = [
-        _row(sweep_dir, num, trial_id, events.get(trial_id, {}), param_keys, running, objective)
+        _row(
+            sweep_dir, num, trial_id, events.get(trial_id, {}), param_keys, running, cut, objective
+        )
         for trial_id, num in sorted(ledger.trial_numbers(sweep_dir).items(), key=lambda kv: kv[1])
     ]
     columns = [*COLUMNS[:8], *param_keys, *COLUMNS[8:]]
@@ -81,14 +86,14 @@ def _events_by_trial(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     return events
 
 
-def _status(result, ev: dict[str, Any], running: bool) -> str:
+def _status(result, ev: dict[str, Any], running: bool, cut: str) -> str:
     if result and result.status in ("completed", "failed", "stopped"):
         return result.status
     if "error" in ev:
         return "failed"
     if "complete" in ev:
         return "stopped"  # ended by the scheduler before its last evaluation
-    return "running" if running else "interrupted"
+    return "running" if running else cut
 
 
 def _row(
@@ -98,17 +103,19 @@ def _row(
     ev: dict[str, Any],
     param_keys: list[str],
     running: set[str],
+    cut: str,
     objective: Objective,
 ) -> dict[str, Any]:
     rd = RunDir(sweep_dir / str(num))
     result = rd.read_result()
     metrics = rd.read_metrics()
     params = (ev.get("start") or {}).get("params", {})
-    status = _status(result, ev, trial_id in running)
+    status = _status(result, ev, trial_id in running, cut)
     if status == "completed":
         value = result.objective
-    else:  # a stopped trial: the best of the evaluations it did
-        value = objective.best(m.objective for m in metrics) if status == "stopped" else None
+    else:  # a stopped or paused trial: the best of the evaluations it did
+        partial = status in ("stopped", "paused")
+        value = objective.best(m.objective for m in metrics) if partial else None
     worker = ev.get("worker") or {}
     start = (ev.get("start") or {}).get("time")
     end = (ev.get("complete") or ev.get("error") or {}).get("time")
@@ -130,9 +137,10 @@ def _row(
 
 
 def best_trial(trials: pd.DataFrame, objective: Objective = DEFAULT) -> pd.Series | None:
-    """The best objective among completed trials (a stopped one only if none completed)."""
-    for status in ("completed", "stopped"):
-        done = trials[(trials["status"] == status) & trials["objective"].notna()]
+    """The best objective among completed trials (a stopped or paused one only if none
+    completed)."""
+    for statuses in (["completed"], ["stopped", "paused"]):
+        done = trials[trials["status"].isin(statuses) & trials["objective"].notna()]
         if len(done):
             return _best_row(done, objective)
     return None

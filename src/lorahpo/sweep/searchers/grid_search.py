@@ -10,7 +10,8 @@ from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec, tune_domai
 def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=ctx.seed), tune_domains(ctx.space, grid=True)
+    generator = BasicVariantGenerator(random_state=ctx.seed, max_concurrent=ctx.concurrency)
+    return generator, tune_domains(ctx.space, grid=True)
 
 
 SEARCHER = SearcherSpec(

@@ -10,7 +10,9 @@ from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec, tune_domai
 def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     from ray.tune.search import BasicVariantGenerator
 
-    generator = BasicVariantGenerator(random_state=ctx.seed, points_to_evaluate=ctx.points)
+    generator = BasicVariantGenerator(
+        random_state=ctx.seed, points_to_evaluate=ctx.points, max_concurrent=ctx.concurrency
+    )
     return generator, tune_domains(ctx.space)
 
 

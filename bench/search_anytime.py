@@ -1,18 +1,23 @@
-"""Search quality against wall time: the best objective each search x scheduler reaches.
+"""Search quality at equal wall time: the best objective each search x scheduler reaches
+within the same time budget, over several search seeds, against the plain way.
 
-    python bench/search_anytime.py [--searches tpe hyperopt ...] [--schedulers fifo asha]
-                                   [--seeds 0 1 2] [--trials 12] [--slots 2] [override ...]
+    python bench/search_anytime.py --budget 240 [--searches hyperopt tpe ...]
+        [--schedulers asha fifo] [--seeds 0 1 2] [--slots 2] [--no-plain] [override ...]
 
-`--searches` defaults to every searcher of the registry but grid (lorahpo.sweep.searchers).
-Runs, in this command, the default single run (`python train.py`, the objective every sweep
-must beat) and one sweep per search x scheduler x search seed, all on the same data and
-model with the same trial budget, `--slots` trials at once with one CPU each. A trial's
-objective counts from the moment the trial completes (an early-stopped trial has no model to
-ship, so its partial objective never counts). Prints, per combination, the median over seeds
-of: the best objective after 25/50/100% of the trials, the wall time, the time to the first
-trial, and the time at which the sweep first beat the default run; marks the combinations on
-the front (no other is both faster and better); writes a PNG of the median best-so-far
-against wall time.
+Runs, in this command: the default single run (`python train.py`, the objective every sweep
+must beat); one sweep per search x scheduler x search seed with `search.time_budget=<budget>`
+and no trial count, `--slots` trials at once with one CPU each; and the plain way, per seed:
+Optuna's TPE without early stopping, its trials run as plain `python train.py` processes in
+blocking batches of `--slots` (what Hydra's Optuna sweeper does with a parallel launcher),
+until the budget ends. Every run counts its time from the command that starts it (Ray's
+start included), and a trial's objective counts from the moment the trial completes (an
+early-stopped or paused trial leaves no model to ship).
+
+Prints, per combination: the median over seeds of the best objective at 25/50/100% of the
+budget, the worst seed's best at 50% and 100%, trials completed, and evaluation seconds per
+trial and their share of the trials' time; then the issue's goal, checked (the default's
+median at half the budget against the plain way's best seed at the full budget; its worst
+seed against the plain way's median). Writes a PNG of the median best-so-far against time.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from lorahpo.sweep import searchers
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "TOKENIZERS_PARALLELISM": "false"}
+SHARES = (0.25, 0.5, 1.0)
+PLAIN = ("plain tpe", "fifo, batches")  # the baseline's row
 
 
 def _cli(*args: str) -> float:
@@ -55,33 +62,109 @@ def _scheduler_args(spec: str) -> list[str]:
     return args
 
 
-def sweep_curve(sweep_dir: Path, start: float) -> dict:
-    """Best-so-far (completed trials) against seconds since the command started."""
-    t = pd.read_csv(sweep_dir / "trials.csv")
-    t["end"] = pd.to_datetime(t["ended_at"]).astype("int64") / 1e9 - start
-    t["begin"] = pd.to_datetime(t["started_at"]).astype("int64") / 1e9 - start
-    t = t.sort_values("end")
-    done = t[(t["status"] == "completed") & t["objective"].notna()]
-    best = done["objective"].cummin()
-    n = len(t)
-    at = {}
-    for share in (0.25, 0.5, 1.0):
-        cutoff = t["end"].iloc[max(0, int(np.ceil(share * n)) - 1)]
-        seen = done[done["end"] <= cutoff]["objective"]
-        at[share] = seen.min() if len(seen) else float("nan")
+def curve(ends: np.ndarray, values: np.ndarray, budget: float, evals: list[float]) -> dict:
+    """Best-so-far of the completed trials against seconds since the start, cut at the
+    budget; `evals` is (evaluation seconds, trial seconds) per trial."""
+    order = np.argsort(ends)
+    ends, values = ends[order], values[order]
+    keep = ends <= budget
+    ends, values = ends[keep], values[keep]
+    best = np.minimum.accumulate(values) if len(values) else values
+    at = {
+        s: (values[ends <= s * budget].min() if (ends <= s * budget).any() else np.nan)
+        for s in SHARES
+    }
+    eval_s = [e for e, _ in evals]
+    share = sum(eval_s) / max(1e-9, sum(w for _, w in evals))
     return {
-        "times": done["end"].to_numpy(),
-        "best": best.to_numpy(),
+        "times": ends,
+        "best": best,
         "at": at,
-        "wall": float(t["end"].max()),
-        "first_trial": float(t["begin"].min()),
-        "stopped": int((t["status"] == "stopped").sum()),
+        "completed": len(values),
+        "eval_s": statistics.median(eval_s) if eval_s else np.nan,
+        "eval_share": share,
     }
 
 
-def time_to(curve: dict, target: float) -> float:
-    hit = np.flatnonzero(curve["best"] < target)
-    return float(curve["times"][hit[0]]) if len(hit) else float("inf")
+def _eval_seconds(run_dir: Path) -> float:
+    return sum(float(r.get("eval_runtime") or 0.0) for r in RunDir(run_dir).read_metrics())
+
+
+def sweep_curve(sweep_dir: Path, start: float, budget: float) -> dict:
+    t = pd.read_csv(sweep_dir / "trials.csv")
+    end = pd.to_datetime(t["ended_at"]).astype("int64") / 1e9 - start
+    begin = pd.to_datetime(t["started_at"]).astype("int64") / 1e9 - start
+    done = (t["status"] == "completed") & t["objective"].notna()
+    evals = [
+        (_eval_seconds(Path(r)), w)
+        for r, w in zip(t["run_dir"], (end - begin).fillna(0), strict=True)
+        if w > 0
+    ]
+    return curve(end[done].to_numpy(), t["objective"][done].to_numpy(), budget, evals)
+
+
+def plain_tpe(tmp: Path, seed: int, slots: int, budget: float, overrides: list[str]) -> dict:
+    """The plain way: Optuna TPE (its defaults, as Hydra's Optuna sweeper), no early
+    stopping, `slots` plain runs at a time, each batch waited for before the next is asked."""
+    import optuna
+    from hydra import compose, initialize_config_dir
+
+    from lorahpo.sweep.space import build_space, trial_overrides
+    from lorahpo.sweep.study import distribution
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    space, _ = build_space(cfg.search.space, [])
+    dists = {k: distribution(p) for k, p in space.items()}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+    env = {**ENV, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start, ends, values, evals, n = time.time(), [], [], [], 0
+    while time.time() - start < budget:
+        batch = [study.ask(dists) for _ in range(slots)]
+        procs = []
+        for trial in batch:
+            run_dir = tmp / f"plain-{seed}" / str(n)
+            n += 1
+            args = [*trial_overrides(trial.params), "progress_bar=false", *overrides]
+            cmd = [sys.executable, "train.py", *args, f"hydra.run.dir={run_dir}"]
+            procs.append(
+                (
+                    trial,
+                    run_dir,
+                    time.time(),
+                    subprocess.Popen(
+                        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    ),
+                )
+            )
+        for trial, run_dir, began, proc in procs:
+            proc.wait()
+            result = RunDir(run_dir).read_result()
+            ended = (result and result.status == "completed") and result.objective is not None
+            study.tell(
+                trial,
+                result.objective if ended else None,
+                state=None if ended else optuna.trial.TrialState.FAIL,
+            )
+            evals.append((_eval_seconds(run_dir), time.time() - began))
+            if ended:
+                ends.append(_finished_at(run_dir) - start)
+                values.append(result.objective)
+    return curve(np.array(ends), np.array(values), budget, evals)
+
+
+def _finished_at(run_dir: Path) -> float:
+    return (run_dir / "result.json").stat().st_mtime
+
+
+def default_combination() -> tuple[str, str]:
+    """What `python train.py -m` runs: the default search and scheduler."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train")
+    return str(cfg.search.algorithm), str(cfg.scheduler.name)
 
 
 def median_curve(curves: list[dict], grid: np.ndarray) -> np.ndarray:
@@ -92,19 +175,82 @@ def median_curve(curves: list[dict], grid: np.ndarray) -> np.ndarray:
     return np.nanmedian(np.array(values, dtype=float), axis=0)
 
 
+def summary(curves: dict[tuple[str, str], list[dict]], default: float) -> pd.DataFrame:
+    rows = []
+    for (search, sched), cs in curves.items():
+        # no completed trial by then: nothing to ship, worse than any figure
+        at = {s: [np.inf if np.isnan(c["at"][s]) else c["at"][s] for c in cs] for s in SHARES}
+        rows.append(
+            {
+                "search": search,
+                "scheduler": sched,
+                **{f"median@{int(s * 100)}%": float(np.nanmedian(at[s])) for s in SHARES},
+                "worst@50%": float(np.nanmax(at[0.5])),
+                "worst@100%": float(np.nanmax(at[1.0])),
+                "per seed @100%": " / ".join(f"{v:.3f}" for v in at[1.0]),
+                "completed": statistics.median(c["completed"] for c in cs),
+                "eval s/trial": statistics.median(c["eval_s"] for c in cs),
+                "eval share": statistics.median(c["eval_share"] for c in cs),
+                "beat default": f"{sum(v < default for v in at[1.0])}/{len(cs)}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def goal(table: pd.DataFrame, default_combo: tuple[str, str]) -> list[str]:
+    """The issue's bar for the default, against the plain way."""
+    rows = table.set_index(["search", "scheduler"])
+    if PLAIN not in rows.index or default_combo not in rows.index:
+        return []
+    ours, plain = rows.loc[default_combo], rows.loc[PLAIN]
+    plain_best = min(float(v) for v in plain["per seed @100%"].split(" / "))
+    half = ours["median@50%"] <= plain_best
+    worst = ours["worst@100%"] < plain["median@100%"]
+    return [
+        f"default's median at 50% {ours['median@50%']:.4f} <= plain's best seed at 100% "
+        f"{plain_best:.4f}: {'yes' if half else 'NO'}",
+        f"default's worst seed at 100% {ours['worst@100%']:.4f} < plain's median at 100% "
+        f"{plain['median@100%']:.4f}: {'yes' if worst else 'NO'}",
+    ]
+
+
+def plot(curves: dict[tuple[str, str], list[dict]], default: float, budget: float, png: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(0, budget, 200)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (search, sched), cs in curves.items():
+        ls = ":" if (search, sched) == PLAIN else "-" if "asha" in sched else "--"
+        ax.plot(grid, median_curve(cs, grid), label=f"{search} x {sched}", ls=ls)
+    ax.axhline(default, c="k", lw=0.8, ls=":", label="default run")
+    ax.set(
+        xlabel="wall time (s)",
+        ylabel="best objective so far (median over seeds)",
+        title=f"Search quality within a {budget:.0f} s budget",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    print(f"plot: {png}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     every = [n for n, spec in searchers.registry().items() if not spec.exhaustive]
+    ap.add_argument("--budget", type=float, default=240.0, help="seconds per sweep")
     ap.add_argument("--searches", nargs="+", default=every)
     ap.add_argument(
         "--schedulers",
         nargs="+",
-        default=["fifo", "asha"],
+        default=["asha", "fifo"],
         help="fifo, asha, or asha:<grace_period>:<reduction_factor> (also hyperband, median)",
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--slots", type=int, default=2)
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain-way baseline")
     ap.add_argument("--png", default=str(ROOT / "bench" / "search_anytime.png"))
     ap.add_argument("overrides", nargs="*", help="train.py overrides for every run and sweep")
     a = ap.parse_args()
@@ -115,83 +261,52 @@ def main() -> None:
     print(f"default run: objective {default:.4f}", flush=True)
 
     curves: dict[tuple[str, str], list[dict]] = {}
-    for search in a.searches:
-        for sched in a.schedulers:
-            for seed in a.seeds:
+    for seed in a.seeds:
+        for search in a.searches:
+            for sched in a.schedulers:
                 d = tmp / f"{search}-{sched.replace(':', '_')}-{seed}"
                 start = _cli(
                     "-m",
                     f"search={search}",
                     *_scheduler_args(sched),
                     f"search.seed={seed}",
-                    f"search.n_trials={a.trials}",
+                    f"search.time_budget={a.budget}",
+                    "search.n_trials=null",
                     f"hardware.concurrency={a.slots}",
                     "hardware.cpus_per_trial=1",
                     "progress_bar=false",
                     f"hydra.sweep.dir={d}",
                     *a.overrides,
                 )
-                c = sweep_curve(d, start)
-                curves.setdefault((search, sched), []).append(c)
-                print(
-                    f"{search:8s} {sched:9s} seed {seed}: best {c['at'][1.0]:.4f} in "
-                    f"{c['wall']:.0f} s ({c['stopped']} stopped)",
-                    flush=True,
-                )
+                _report(curves, (search, sched), seed, sweep_curve(d, start, a.budget))
+        if not a.no_plain:
+            c = plain_tpe(tmp, seed, a.slots, a.budget, list(a.overrides))
+            _report(curves, PLAIN, seed, c)
 
-    rows = []
-    for (search, sched), cs in curves.items():
-        rows.append(
-            {
-                "search": search,
-                "scheduler": sched,
-                **{
-                    f"best@{int(k * 100)}%": statistics.median(c["at"][k] for c in cs)
-                    for k in (0.25, 0.5, 1.0)
-                },
-                "wall_s": statistics.median(c["wall"] for c in cs),
-                "first_trial_s": statistics.median(c["first_trial"] for c in cs),
-                "beats_default_s": statistics.median(time_to(c, default) for c in cs),
-                "beat_default": f"{sum(c['at'][1.0] < default for c in cs)}/{len(cs)}",
-            }
-        )
-    table = pd.DataFrame(rows)
-    wall, best = table["wall_s"], table["best@100%"]
-    front = [
-        "" if ((wall <= w) & (best <= b) & ((wall < w) | (best < b))).any() else "*"
-        for w, b in zip(wall, best, strict=True)
-    ]
-    table["front"] = front
+    table = summary(curves, default)
     print(
-        f"\nmedian over search seeds {a.seeds}; {a.trials} trials, {a.slots} at once; "
-        f"default run {default:.4f}; * = on the front (none both faster and better)"
+        f"\nbudget {a.budget:.0f} s, {a.slots} slots, search seeds {a.seeds}; default run "
+        f"{default:.4f}; medians and worst seed over seeds (lower is better)"
     )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}" if v < 10 else f"{v:.0f}"))
+    shown = table.to_string(index=False, float_format=_number)
+    print(shown)
+    for line in goal(table, default_combination()):
+        print(line)
+    plot(curves, default, a.budget, a.png)
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _number(v: float) -> str:
+    return "-" if np.isinf(v) else f"{v:.4f}" if v < 10 else f"{v:.0f}"
 
-    grid = np.linspace(0, max(c["wall"] for cs in curves.values() for c in cs), 200)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (search, sched), cs in curves.items():
-        ax.plot(
-            grid,
-            median_curve(cs, grid),
-            label=f"{search} x {sched}",
-            ls="-" if sched == "asha" else "--",
-        )
-    ax.axhline(default, c="k", lw=0.8, ls=":", label="default run")
-    ax.set(
-        xlabel="wall time (s)",
-        ylabel="best objective so far (median over seeds)",
-        title="Search quality against wall time",
+
+def _report(curves: dict, combo: tuple[str, str], seed: int, c: dict) -> None:
+    curves.setdefault(combo, []).append(c)
+    print(
+        f"{combo[0]:10s} {combo[1]:14s} seed {seed}: best {c['at'][1.0]:.4f}, "
+        f"{c['completed']} completed, eval {c['eval_s']:.1f} s/trial "
+        f"({c['eval_share']:.0%} of trial time)",
+        flush=True,
     )
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(a.png, dpi=100)
-    print(f"plot: {a.png}")
 
 
 if __name__ == "__main__":

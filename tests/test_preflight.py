@@ -31,6 +31,27 @@ def test_the_default_sweep_plan(tmp_path):
     assert plan.objective.mode == "min" and plan.scheduler._max_t == 14
 
 
+def test_under_asha_trials_evaluate_where_it_decides_and_at_their_end(tmp_path):
+    """ASHA's rungs for 13 evaluations, grace 2, factor 2 are 2, 4 and 8 (Ray's own
+    ASHAScheduler puts them there for max_t 14): the trials evaluate there, and last."""
+    assert "train.eval_at=[2,4,8]" in _preflight(tmp_path).fixed
+    plan = _preflight(tmp_path, "scheduler.grace_period=1", "scheduler.reduction_factor=3")
+    assert "train.eval_at=[1,3,9]" in plan.fixed
+    for overrides in (["scheduler.evaluate=every"], ["scheduler=fifo"], ["scheduler=median"]):
+        assert not any(
+            f.startswith("train.eval_at") for f in _preflight(tmp_path, *overrides).fixed
+        )
+    mine = _preflight(tmp_path, arguments=["train.eval_at=[3]"]).fixed  # the user's stands
+    assert [f for f in mine if f.startswith("train.eval_at")] == ["train.eval_at=[3]"]
+
+
+def test_a_time_budget_plans_trials_until_it_ends(tmp_path):
+    plan = _preflight(tmp_path, "search.time_budget=1h30m", "search.n_trials=null")
+    assert plan.size is None and plan.time_budget_s == 5400 and plan.milestone == 2
+    plan = _preflight(tmp_path, "search.time_budget=45m", "scheduler=fifo")
+    assert plan.size == 16 and plan.milestone == 13  # a cap; a trial's every evaluation
+
+
 def test_a_grid_plans_every_combination_and_no_start_points(tmp_path):
     plan = _preflight(tmp_path, "search=grid")
     assert plan.size == 12 and plan.points == []
@@ -52,6 +73,8 @@ def test_command_line_sweep_overrides_edit_the_space(tmp_path):
         (("scheduler.max_t=3",), [], "scheduler.max_t=3 evaluations is below the 13"),
         (("search.algorithm=annealing",), [], "search.algorithm='annealing' is not known"),
         (("objective=brier",), [], "objective='brier' is not known"),
+        (("search.time_budget=soon",), [], "search.time_budget='soon' is not a duration"),
+        (("search.n_trials=null",), [], "search.n_trials=null needs a search.time_budget"),
         (("data=csv", "data.train_path=does/not/exist.csv"), [], "no such file"),
     ],
 )

@@ -116,11 +116,27 @@ def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
         (["train.lr=1e8", "train.max_grad_norm=0"], ["diverged", "train.lr"]),
         (["objective=brier"], ["objective='brier'", "temperature+assignment"]),
         (["logger=wandb"], ["logger=wandb", "pip install wandb"]),
+        (["train.eval_at=[0,2]"], ["train.eval_at=", "list of evaluation numbers"]),
     ],
 )
 def test_bad_settings_exit_with_one_clear_message(tmp_path, args, needles):
     env = {"HF_HUB_CACHE": str(tmp_path / "empty-hub-cache")}  # no model found by its hub id
     _user_error(run_cli(*args, "debug=smoke", f"hydra.run.dir={tmp_path}", env=env), *needles)
+
+
+def test_eval_at_runs_only_those_evaluations_and_the_last(tmp_path):
+    """What a sweep's trial does under ASHA: evaluations 2 and 4 of 9, then the last; the
+    objective and the best checkpoint come from those."""
+    run_dir = tmp_path / "r"
+    args = ["debug=smoke", "train.epochs=2", "train.eval_every=0.25", "train.eval_at=[2,4]"]
+    _ok(run_here(*args, f"hydra.run.dir={run_dir}"))
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["eval"] for r in records] == [2, 4, 9]
+    assert [r["step"] for r in records] == [8, 16, 36]  # 4 steps an evaluation slot
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "completed" and result["planned_evals"] == 9
+    assert result["objective"] == min(r["objective"] for r in records)
+    assert result["eval_time_s"] == pytest.approx(sum(r["eval_runtime"] for r in records), 0.3)
 
 
 def test_model_by_short_name_from_the_hub_cache(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from lorahpo.errors import UserError
 
@@ -22,7 +22,16 @@ class TrainingPlan:
     steps_per_epoch: int
     total_steps: int
     eval_steps: int
-    planned_evals: int
+    planned_evals: int  # evaluation slots: one every eval_steps, the last at the end
+    eval_at: frozenset[int] | None = None  # the slots that run (the last always); None: all
+
+    def slot(self, step: int) -> int:
+        """The evaluation slot (1, 2, ...) a step closes."""
+        return math.ceil(step / self.eval_steps)
+
+    def evaluates(self, step: int, last_step: int) -> bool:
+        """Whether the evaluation due at `step` runs (the one at `last_step` always does)."""
+        return self.eval_at is None or step >= last_step or self.slot(step) in self.eval_at
 
 
 def check_train_config(train_cfg: DictConfig) -> None:
@@ -34,6 +43,14 @@ def check_train_config(train_cfg: DictConfig) -> None:
         )
     if train_cfg.batching == "pooled" and int(train_cfg.pool_batches) < 1:
         raise UserError(f"train.pool_batches={train_cfg.pool_batches}: must be >= 1.")
+    at = train_cfg.get("eval_at")
+    if at is not None and not (
+        isinstance(at, list | ListConfig) and all(isinstance(x, int) and x >= 1 for x in at)
+    ):
+        raise UserError(
+            f"train.eval_at={at!r}: give a list of evaluation numbers, e.g. "
+            "'train.eval_at=[2,4,8]' (the last evaluation always runs), or null for every one."
+        )
     if train_cfg.eval_every <= 0:
         raise UserError(
             f"train.eval_every={train_cfg.eval_every}: must be > 0 (in epochs, "
@@ -48,4 +65,7 @@ def training_plan(n_train: int, train_cfg: DictConfig, validate: bool = True) ->
     total = math.ceil(steps_per_epoch * train_cfg.epochs)
     eval_steps = max(1, round(steps_per_epoch * train_cfg.eval_every))
     planned = math.ceil(total / eval_steps) if validate else 0
-    return TrainingPlan(steps_per_epoch, total, eval_steps, planned)
+    at = train_cfg.get("eval_at")
+    return TrainingPlan(
+        steps_per_epoch, total, eval_steps, planned, None if at is None else frozenset(at)
+    )

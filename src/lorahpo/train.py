@@ -156,13 +156,13 @@ def _train(
     resume = resume_point(rd, cfg, objective)  # an interrupted run of this config left one
     recorder = EvalRecorder(
         rd,
-        plan.planned_evals,
+        plan,
         scorer,
         objective,
         history=resume.history if resume else None,
         best_logits=resume.best_logits if resume else None,
     )
-    trainer = _trainer(cfg, inputs, model, rd, plan.eval_steps, scorer, recorder)
+    trainer = _trainer(cfg, inputs, model, rd, plan, scorer, recorder)
     for record in recorder.records:  # the evaluations before the checkpoint, told again:
         report(record.to_json())  # a restarted sweep trial counts them from 1 again
     output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume else None)
@@ -192,18 +192,26 @@ def _train(
     return result
 
 
-def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, eval_steps: int, scorer, recorder):
+def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, plan, scorer, recorder):
     """The HF Trainer of this run, with the project's callbacks and quiet progress."""
     from transformers import DataCollatorWithPadding
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from lorahpo.resume import ResumeMarks
-    from lorahpo.trainer import InOrderEvalTrainer, QuietProgress, RunParams, training_arguments
+    from lorahpo.trainer import (
+        EvalSchedule,
+        InOrderEvalTrainer,
+        QuietProgress,
+        RunParams,
+        training_arguments,
+    )
 
     validate = inputs.validate
     trainer = InOrderEvalTrainer(
         model=model,
-        args=training_arguments(cfg, rd.checkpoints_path, eval_steps, recorder.objective, validate),
+        args=training_arguments(
+            cfg, rd.checkpoints_path, plan.eval_steps, recorder.objective, validate
+        ),
         train_dataset=inputs.train_ds,
         eval_dataset=inputs.val_ds if validate else None,
         data_collator=DataCollatorWithPadding(
@@ -211,7 +219,7 @@ def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, eval_steps: int
         ),
         processing_class=inputs.tokenizer,
         compute_metrics=scorer if validate else None,
-        callbacks=[recorder, ResumeMarks(cfg, recorder)]
+        callbacks=[EvalSchedule(plan), recorder, ResumeMarks(cfg, recorder)]
         + ([RunParams(cfg)] if cfg.logger.report_to else []),
         pool_batches=int(cfg.train.pool_batches) if cfg.train.batching == "pooled" else None,
         train_lengths=inputs.train_lengths,

@@ -24,6 +24,7 @@ from lorahpo.batching import PooledLengthSampler
 from lorahpo.compat.transformers_trainer import SamplerHooks
 from lorahpo.errors import UserError
 from lorahpo.objective import Objective
+from lorahpo.plan import TrainingPlan
 from lorahpo.report import report
 from lorahpo.rundir import EvalRecord, RunDir
 
@@ -148,14 +149,14 @@ class EvalRecorder(TrainerCallback):
     def __init__(
         self,
         run_dir: RunDir,
-        planned_evals: int,
+        plan: TrainingPlan,
         scorer: EvalScorer,
         objective: Objective,
         history: list[EvalRecord] | None = None,
         best_logits: np.ndarray | None = None,
     ) -> None:
-        self.run_dir = run_dir
-        self.planned_evals = planned_evals
+        self.run_dir, self.plan = run_dir, plan
+        self.planned_evals = plan.planned_evals
         self.objective = objective
         self.scorer = scorer
         self.best_logits = best_logits
@@ -185,7 +186,7 @@ class EvalRecorder(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = dict(metrics or {})
         record = EvalRecord(
-            eval=len(self.records) + 1,
+            eval=self.plan.slot(state.global_step),  # with train.eval_at, some are skipped
             step=state.global_step,
             epoch=round(float(state.epoch or 0.0), 4),
             objective=metrics.get(self.objective.eval_key),
@@ -220,6 +221,20 @@ class EvalRecorder(TrainerCallback):
 
     def best(self) -> EvalRecord:
         return self.objective.best_record(self.records)
+
+
+class EvalSchedule(TrainerCallback):
+    """Skips the evaluations `train.eval_at` leaves out (and the checkpoint that goes with
+    each): a sweep's trials evaluate only where the scheduler decides, and at their end. Runs
+    after the Trainer's own flow callback, which asks for an evaluation every eval_steps."""
+
+    def __init__(self, plan: TrainingPlan) -> None:
+        self.plan = plan
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_evaluate and not self.plan.evaluates(state.global_step, state.max_steps):
+            control.should_evaluate = control.should_save = False
+        return control
 
 
 class QuietProgress(ProgressCallback):

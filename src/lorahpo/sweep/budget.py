@@ -148,8 +148,8 @@ class Budget:
 def _milestone_time(run_dir: Path, milestone: int) -> float | None:
     from lorahpo.rundir import RunDir
 
-    records = RunDir(run_dir).read_metrics()
-    return records[milestone - 1].time if len(records) >= milestone else None
+    reached = [r.time for r in RunDir(run_dir).read_metrics() if r.eval >= milestone]
+    return reached[0] if reached else None
 
 
 def activate(budget: Budget | None) -> None:

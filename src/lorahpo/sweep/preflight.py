@@ -22,7 +22,7 @@ from lorahpo.errors import UserError, first_line
 from lorahpo.objective import Objective, parse_objective
 from lorahpo.sweep import searchers
 from lorahpo.sweep.budget import parse_duration
-from lorahpo.sweep.schedulers import first_milestone, make_scheduler
+from lorahpo.sweep.schedulers import eval_milestones, first_milestone, make_scheduler
 from lorahpo.sweep.searchers import SearcherSpec
 from lorahpo.sweep.space import Param, build_space, start_points, trial_overrides
 from lorahpo.sweep.warm_start import evaluated_points, sweep_dirs
@@ -71,6 +71,9 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
     points, notes = _start_points(config, spec, space, defaults)
     warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.get("warm_start")), space)
     budget = parse_duration(config.search.get("time_budget"))
+    rungs = eval_milestones(config.scheduler, max_evals)
+    if rungs and not any(f.startswith("train.eval_at=") for f in fixed):
+        fixed.append(f"train.eval_at=[{','.join(map(str, rungs))}]")
     return SweepPlan(
         sweep_dir=sweep_dir,
         root=root,

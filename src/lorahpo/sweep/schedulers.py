@@ -6,6 +6,8 @@ and the budget is checked against the evaluations the longest trial plans.
 
 from __future__ import annotations
 
+import math
+
 from omegaconf import DictConfig
 
 from lorahpo.errors import UserError
@@ -19,6 +21,19 @@ def first_milestone(sched: DictConfig, max_evals: int) -> int:
     if sched.name == "fifo":
         return max_evals
     return max(1, min(int(sched.get("grace_period", 1)), max_evals))
+
+
+def eval_milestones(sched: DictConfig, max_evals: int) -> list[int] | None:
+    """The evaluations at which ASHA decides (its rungs, as Ray Tune's ASHAScheduler computes
+    them), when `scheduler.evaluate=milestones`: trials then evaluate only there and at their
+    end (train.eval_at), for the same decisions at a fraction of the evaluation time. None:
+    every evaluation runs."""
+    if sched.name != "asha" or sched.get("evaluate", "every") != "milestones":
+        return None
+    max_t = int(sched.get("max_t") or max_evals) + 1  # as make_scheduler passes it to Ray
+    grace, factor = int(sched.grace_period), float(sched.reduction_factor)
+    rungs = int(math.log(max_t / grace) / math.log(factor) + 1)
+    return [int(grace * factor**k) for k in range(rungs)]
 
 
 def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective):

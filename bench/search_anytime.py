@@ -54,9 +54,11 @@ def _cli(*args: str) -> float:
 
 
 def _scheduler_args(spec: str) -> list[str]:
-    """`asha:4:3` -> scheduler=asha, grace_period 4, reduction_factor 3; `fifo` as it is."""
+    """`asha:4:3` -> scheduler=asha, grace_period 4, reduction_factor 3; `asha/every` ->
+    scheduler.evaluate=every (trials evaluate at every train.eval_every); `fifo` as it is."""
+    spec, _, evaluate = spec.partition("/")
     name, *rest = spec.split(":")
-    args = [f"scheduler={name}"]
+    args = [f"scheduler={name}"] + ([f"scheduler.evaluate={evaluate}"] if evaluate else [])
     for key, value in zip(("grace_period", "reduction_factor"), rest, strict=False):
         args.append(f"scheduler.{key}={value}")
     return args
@@ -264,7 +266,7 @@ def main() -> None:
     for seed in a.seeds:
         for search in a.searches:
             for sched in a.schedulers:
-                d = tmp / f"{search}-{sched.replace(':', '_')}-{seed}"
+                d = tmp / f"{search}-{sched.replace(':', '_').replace('/', '_')}-{seed}"
                 start = _cli(
                     "-m",
                     f"search={search}",

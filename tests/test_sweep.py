@@ -235,7 +235,8 @@ def test_a_time_budget_runs_trials_asynchronously_and_pauses_the_last_ones(tmp_p
     with a spent budget stops before Ray starts."""
     proc, trials = _sweep(tmp_path, *BUDGET, "search.time_budget=30s")
     state = json.loads((tmp_path / "budget.json").read_text())
-    assert state["ended"] and state["time_budget_s"] == 30 and 30 <= state["spent_s"] < 40
+    # spent: up to the end, then the time it takes to stop the running trials
+    assert state["ended"] and state["time_budget_s"] == 30 and 30 <= state["spent_s"] < 60, state
     assert "time budget 0:30: 0:3" in proc.stdout and "paused" in proc.stdout
     paused = trials[trials["status"] == "paused"]
     assert len(paused) >= 1 and (trials["status"] == "completed").any()

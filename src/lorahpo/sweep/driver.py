@@ -154,7 +154,9 @@ def run_trials(
 
 
 def start_budget(plan: SweepPlan) -> budget.Budget | None:
-    """This run's share of the sweep's time budget; a resume needs some left."""
+    """This run's share of the sweep's time budget (the one the searcher's gate and the
+    callbacks consult from now on); a resume needs some left."""
+    budget.activate(None)  # none left over from an earlier sweep in this process
     if plan.time_budget_s is None:
         return None
     timer = budget.Budget(plan.sweep_dir, plan.time_budget_s, plan.milestone)

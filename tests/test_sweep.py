@@ -150,16 +150,25 @@ def test_every_search_algorithm_and_scheduler(sweeps, args):
 
 
 @pytest.mark.ray
-def test_asha_stops_trials_and_trains_fewer_steps_than_fifo(tmp_path, asha_sweep):
-    _, fifo = _sweep(tmp_path / "fifo", *ASHA, "scheduler=fifo")
-    _, asha, _ = asha_sweep
-    assert (fifo["status"] == "completed").all()
+def test_asha_stops_trials_short_of_their_plan_evaluating_only_at_its_rungs(asha_sweep):
+    """Every trial plans the same steps (2 epochs, one batch size): the stopped ones end at
+    a rung before their last evaluation, the completed ones train them all; each evaluates
+    only at ASHA's rungs (1, 2, 4, 8 for grace 1, factor 2) and at its end."""
+    sweep_dir, asha, _ = asha_sweep
     stopped = asha[asha["status"] == "stopped"]
-    assert len(stopped) >= 1
-    assert (stopped["evals_done"] < fifo["evals_done"].max()).all()
-    assert asha["steps"].sum() < fifo["steps"].sum()
-    # same seed, same random configurations: ASHA only cut them short
-    assert list(asha["train.lr"]) == pytest.approx(list(fifo["train.lr"]))
+    completed = asha[asha["status"] == "completed"]
+    assert len(stopped) >= 1 and len(completed) >= 1
+    full = completed["steps"].max()
+    assert (completed["steps"] == full).all()
+    for row in asha.itertuples():
+        records = read_jsonl(sweep_dir / str(row.number) / "metrics.jsonl")
+        planned = records[-1]["planned_evals"]
+        assert {r["eval"] for r in records} <= {1, 2, 4, 8, planned}
+        if row.status == "stopped":
+            assert records[-1]["eval"] < planned and row.steps < full
+        else:
+            assert records[-1]["eval"] == planned
+    assert asha["steps"].sum() < full * len(asha)
 
 
 @pytest.mark.ray
@@ -233,11 +242,11 @@ def test_a_time_budget_runs_trials_asynchronously_and_pauses_the_last_ones(tmp_p
     them, two at a time without a batch barrier; the ones still running at the end are
     paused with their checkpoints; a resume with a larger budget continues them; a resume
     with a spent budget stops before Ray starts."""
-    proc, trials = _sweep(tmp_path, *BUDGET, "search.time_budget=30s")
+    proc, trials = _sweep(tmp_path, *BUDGET, "search.time_budget=25s")
     state = json.loads((tmp_path / "budget.json").read_text())
     # spent: up to the end, then the time it takes to stop the running trials
-    assert state["ended"] and state["time_budget_s"] == 30 and 30 <= state["spent_s"] < 60, state
-    assert "time budget 0:30: 0:3" in proc.stdout and "paused" in proc.stdout
+    assert state["ended"] and state["time_budget_s"] == 25 and 25 <= state["spent_s"] < 55, state
+    assert "time budget 0:25: " in proc.stdout and "paused" in proc.stdout
     paused = trials[trials["status"] == "paused"]
     assert len(paused) >= 1 and (trials["status"] == "completed").any()
     assert set(trials["status"]) <= {"completed", "paused"}
@@ -249,9 +258,9 @@ def test_a_time_budget_runs_trials_asynchronously_and_pauses_the_last_ones(tmp_p
     before = {n: read_jsonl(tmp_path / str(n) / "metrics.jsonl") for n in paused["number"]}
 
     resumed, after = _sweep(
-        tmp_path, *BUDGET, "search.time_budget=50s", "hydra.sweeper.resume=true"
+        tmp_path, *BUDGET, "search.time_budget=45s", "hydra.sweeper.resume=true"
     )
-    assert json.loads((tmp_path / "budget.json").read_text())["spent_s"] >= 50
+    assert json.loads((tmp_path / "budget.json").read_text())["spent_s"] >= 45
     for n, records in before.items():  # continued from its checkpoint, not started again
         now = read_jsonl(tmp_path / str(n) / "metrics.jsonl")
         # the evaluations up to its last checkpoint stay (one after it may be redone)
@@ -260,10 +269,10 @@ def test_a_time_budget_runs_trials_asynchronously_and_pauses_the_last_ones(tmp_p
         assert after.loc[n, "evals_done"] == len(now)
 
     spent, _ = _sweep(
-        tmp_path, *BUDGET, "search.time_budget=50s", "hydra.sweeper.resume=true", ok=False
+        tmp_path, *BUDGET, "search.time_budget=45s", "hydra.sweeper.resume=true", ok=False
     )
     said = " ".join(spent.stderr.split())
-    assert spent.returncode == 2 and "search.time_budget=0:50 is spent" in said
+    assert spent.returncode == 2 and "search.time_budget=0:45 is spent" in said
     assert "larger search.time_budget" in said and "Traceback" not in said
 
 

@@ -147,9 +147,20 @@ def sweep(hardware: list[str], out: Path) -> list[dict]:
         f"hydra.sweep.dir={sweep_dir}",
         timeout=420,
     )
-    base = {"part": "B", "check": "3-trial sweep", "wall_s": round(time.time() - start, 1)}
+    wall_s = round(time.time() - start, 1)
     if proc.returncode != 0:
-        return [{**base, "setting": "", "ok": False, "note": _failure(proc)}]
+        return [{**_sweep_row(wall_s), "setting": "", "ok": False, "note": _failure(proc)}]
+    return sweep_rows(sweep_dir, wall_s)
+
+
+def _sweep_row(wall_s: float) -> dict:
+    return {"part": "B", "check": "3-trial sweep", "wall_s": wall_s}
+
+
+def sweep_rows(sweep_dir: Path, wall_s: float) -> list[dict]:
+    """B's rows from a finished sweep: per trial, in the order the workers released them,
+    whether it loaded the base or found it warm, and what memory its worker still held."""
+    base = _sweep_row(wall_s)
     numbers = json.loads((sweep_dir / "trial_numbers.json").read_text())
     events = [json.loads(x) for x in (sweep_dir / "trial_events.jsonl").read_text().splitlines()]
     rows = []

@@ -130,11 +130,43 @@ def toy_csvs(tmp_path):
     return write_toy_csvs(tmp_path / "data", n_questions=30, seed=1)
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two tests at a time on two cores: one thread each for torch here, in the entry scripts
+    # and in Ray's trial workers (Ray keeps a value it finds), or they spin against each other
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Tests run two at a time (pytest-xdist); one marked `alone` waits until the others
+    that train are done and keeps them waiting while it runs (module fixtures it sets up
+    included); `unit` tests, in-process and light, go on beside it. A turnstile in front of
+    a shared room: no test enters the room after an `alone` one asked."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run_id or item.get_closest_marker("unit"):  # -n 0: one at a time anyway
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    alone = item.get_closest_marker("alone") is not None
+    locks = Path(tempfile.gettempdir()) / f"lorahpo-tests-{run_id}"
+    with open(f"{locks}.turnstile", "w") as turnstile, open(f"{locks}.room", "w") as room:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield
+
+
 TIERS = ("unit", "cli", "ray", "faults")  # by cost; pyproject.toml describes each
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test belongs to exactly one tier, so that `-m` selects the suite by cost."""
+    """Every test belongs to exactly one tier, so that `-m` selects the suite by cost. The
+    costly tiers run first, then the `alone` tests beside the unit tier, so that two at a
+    time the suite ends on short tests instead of waiting on a long one."""
+    rank = {}
     for item in items:
         tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
         if len(tiers) != 1:
@@ -142,3 +174,8 @@ def pytest_collection_modifyitems(config, items):
                 f"{item.nodeid} has tier marker(s) {sorted(tiers)}: give it exactly one of "
                 f"{', '.join(TIERS)}"
             )
+        alone = item.get_closest_marker("alone") is not None
+        rank[item.nodeid] = (
+            3 if alone else {"faults": 0, "ray": 1, "cli": 2, "unit": 4}[tiers.pop()]
+        )
+    items.sort(key=lambda item: rank[item.nodeid])  # stable: file order within a rank

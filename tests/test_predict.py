@@ -26,6 +26,7 @@ def _infer(*args):
     return run_here(*args, "progress_bar=false", script="infer.py")
 
 
+@pytest.mark.xdist_group("trained")  # shares a module fixture: one worker runs them
 @pytest.mark.cli
 def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     """Same rows, same probabilities: infer.py rebuilds exactly the evaluated model."""
@@ -77,6 +78,7 @@ def test_inference_reproduces_the_runs_own_evaluation(trained, tmp_path):
     np.testing.assert_allclose(pd.read_csv(out).iloc[:, 1:].to_numpy(), expected, atol=2e-5)
 
 
+@pytest.mark.xdist_group("trained")  # shares a module fixture: one worker runs them
 @pytest.mark.cli
 def test_submission_without_ids_or_labels(trained, tmp_path):
     frame = make_toy_frame(6, seed=9)[["Question", "Response"]]
@@ -97,6 +99,7 @@ def test_submission_without_ids_or_labels(trained, tmp_path):
     assert "log loss" not in proc.stdout
 
 
+@pytest.mark.xdist_group("trained")  # shares a module fixture: one worker runs them
 @pytest.mark.cli
 def test_bad_inputs_get_clear_messages(trained, tmp_path):
     no_response = tmp_path / "a.csv"

@@ -58,6 +58,7 @@ def killed(tmp_path_factory):
     return copy
 
 
+@pytest.mark.xdist_group("killed")  # shares a module fixture: one worker runs them
 @pytest.mark.faults
 def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp_path, killed):
     whole = tmp_path / "whole"
@@ -93,6 +94,7 @@ def test_a_killed_run_continues_from_its_last_checkpoint_as_if_never_stopped(tmp
     assert not (cut / "checkpoints").exists()  # only the best adapter remains
 
 
+@pytest.mark.xdist_group("killed")  # shares a module fixture: one worker runs them
 @pytest.mark.faults
 def test_a_checkpoint_of_another_config_is_not_continued(tmp_path, killed):
     run_dir = killed(tmp_path / "run")
@@ -108,6 +110,7 @@ def test_a_checkpoint_of_another_config_is_not_continued(tmp_path, killed):
     assert all(r["time"] >= started for r in records)  # every evaluation done anew
 
 
+@pytest.mark.xdist_group("killed")  # shares a module fixture: one worker runs them
 @pytest.mark.faults
 def test_a_damaged_checkpoint_is_reported_and_not_continued(tmp_path, killed):
     from lorahpo.resume import _damage

@@ -85,6 +85,9 @@ SEARCHED = ("search.n_trials=3", "train.lr=tag(log,interval(3e-4,5e-3))", "lora.
 # read by the searcher x scheduler test, the 4-bit test, the retrain test and the dashboard
 # test: the QLoRA path on CPU (NF4 base), as a sweep
 RANDOM_FIFO = ("search=random", "scheduler=fifo", "hardware.quantization=nf4", *SEARCHED)
+# read by the searcher x scheduler test and the maximised-objective test: TPE and ASHA
+# maximising accuracy
+TPE_MAXIMISED = ("search=tpe", "scheduler=asha", *SEARCHED, "objective=accuracy")
 ASHA = [  # the same random trials, stopped early by ASHA or not
     "search=random",
     "search.n_trials=6",
@@ -109,14 +112,14 @@ def asha_sweep(tmp_path_factory):
 @pytest.mark.parametrize(
     "args",
     [
-        RANDOM_FIFO,
+        pytest.param(RANDOM_FIFO, marks=pytest.mark.xdist_group("random_fifo")),
         (
             "search=grid",
             "scheduler=median",
             "lora.r=choice(8)",
             "train.lr_scheduler=choice(cosine)",
         ),
-        ("search=tpe", "scheduler=asha", *SEARCHED),
+        pytest.param(TPE_MAXIMISED, marks=pytest.mark.xdist_group("tpe_maximised")),
         ("search=hyperopt", "scheduler=hyperband", *SEARCHED),
         ("search=cmaes", "scheduler=asha", *SEARCHED),
     ],
@@ -132,12 +135,15 @@ def test_every_search_algorithm_and_scheduler(sweeps, args):
     assert set(params) <= set(trials.columns)
     _check_run_dirs(tmp_path, trials, params)
     best = yaml.safe_load((tmp_path / "experiment/best.yaml").read_text())
-    best_row = trials.loc[trials[trials.status == "completed"]["objective"].idxmin()]
-    assert best["train"]["lr"] == pytest.approx(best_row["train.lr"])
+    completed = trials[trials.status == "completed"]
+    maximised = "objective=accuracy" in args
+    top = completed["objective"].max() if maximised else completed["objective"].min()
+    winners = completed[completed["objective"] == top]  # accuracies can tie
+    assert any(best["train"]["lr"] == pytest.approx(lr) for lr in winners["train.lr"])
     for png in ["learning_curves", "optimization_history", "slice", "parallel_coordinate"]:
         assert (tmp_path / f"{png}.png").stat().st_size > 1000, png
     _check_study(tmp_path, trials)
-    assert f"best: trial {int(best_row['number'])}" in proc.stdout
+    assert any(f"best: trial {n}" in proc.stdout for n in winners["number"])
     assert "Traceback" not in proc.stdout + proc.stderr
     if search != "grid":  # the first trial is the default run (start point), for every searcher
         first = trials.loc[0]
@@ -149,6 +155,7 @@ def test_every_search_algorithm_and_scheduler(sweeps, args):
         assert "search=grid ignores search.start_points" in proc.stdout
 
 
+@pytest.mark.xdist_group("asha_sweep")  # shares a module fixture: one worker runs them
 @pytest.mark.ray
 def test_asha_stops_trials_short_of_their_plan_evaluating_only_at_its_rungs(asha_sweep):
     """Every trial plans the same steps (2 epochs, one batch size): the stopped ones end at
@@ -240,6 +247,7 @@ BUDGET = [
 ]
 
 
+@pytest.mark.alone  # its trials race a wall-clock budget
 @pytest.mark.ray
 def test_a_time_budget_runs_trials_asynchronously_and_pauses_the_last_ones(tmp_path):
     """`search.time_budget` without a trial count: trials start while the budget can carry
@@ -355,6 +363,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     assert (tmp_path / "0" / "result.json").stat().st_mtime_ns == trial0  # not rerun
 
 
+@pytest.mark.xdist_group("cluster")  # starts a Ray cluster of its own: one at a time
 @pytest.mark.ray
 def test_sweep_on_an_existing_ray_cluster(tmp_path):
     from ray.cluster_utils import Cluster
@@ -416,6 +425,7 @@ def test_plain_hydra_multirun_through_hydra_ray_launcher(tmp_path):
         assert json.loads((tmp_path / f"{n}/result.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.xdist_group("random_fifo")  # shares a module fixture: one worker runs them
 @pytest.mark.ray
 def test_best_trial_retrains_with_one_command(tmp_path, sweeps):
     sweep, _, trials = sweeps(*RANDOM_FIFO)
@@ -454,6 +464,7 @@ def test_a_replayed_trial_keeps_its_first_start(tmp_path):
     assert (row["status"], row["lora.r"], row["duration_s"]) == ("completed", 8, 102.0)
 
 
+@pytest.mark.xdist_group("random_fifo")  # shares a module fixture: one worker runs them
 @pytest.mark.ray
 def test_trials_share_a_worker_and_its_4bit_base(sweeps):
     """The QLoRA path on CPU, as a sweep: later trials reuse the first one's NF4 base."""
@@ -465,6 +476,28 @@ def test_trials_share_a_worker_and_its_4bit_base(sweeps):
     assert all(r["startup_s"] < results[0]["startup_s"] for r in results[1:])
     cfg = yaml.safe_load((tmp_path / "0/.hydra/config.yaml").read_text())
     assert cfg["hardware"]["quantization"] == "nf4"
+
+
+@pytest.mark.xdist_group("random_fifo")  # shares a module fixture: one worker runs them
+@pytest.mark.ray
+def test_the_gpu_checks_sweep_part_reads_a_warm_sweep(sweeps):
+    """bench/gpu_check.py part B's table rows, from a real warm 3-trial sweep."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench/gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    sweep_dir, _, trials = sweeps(*RANDOM_FIFO)
+    rows = gpu_check.sweep_rows(sweep_dir, 12.5)
+    assert [r["setting"] for r in rows] == [
+        "trial 0 (loads the base)",
+        "trial 1 (warm)",
+        "trial 2 (warm)",
+    ]
+    assert all(r["ok"] and r["part"] == "B" and r["wall_s"] == 12.5 for r in rows)
+    assert [r["objective"] for r in rows] == pytest.approx(list(trials["objective"]))
+    assert all(r["note"].startswith("rss ") and r["peak_gb"] is None for r in rows)
+    assert "| B | 3-trial sweep | trial 1 (warm) |" in gpu_check.format_table(rows)
 
 
 @pytest.mark.unit
@@ -480,20 +513,13 @@ def test_trials_that_fit_count_per_node():
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize(
-    "args,needles",
-    [
-        (["hardware.cpus_per_trial=512"], ["hardware.cpus_per_trial=512", "no node"]),
-        (["hardware=gpu"], ["1 GPU(s)", "use hardware=cpu"]),
-    ],
-)
-def test_preflight_stops_the_sweep_before_any_trial(tmp_path, args, needles):
-    """Resources no node has: one message, no trial started (the checks before Ray are
-    tests/test_preflight.py's, in-process)."""
-    proc, trials = _sweep(tmp_path, *args, ok=False)
+def test_preflight_stops_the_sweep_before_any_trial(tmp_path):
+    """Resources no node has: one message, no trial started (every case of the check, and
+    the checks before Ray, are tests/test_preflight.py's, in-process)."""
+    proc, trials = _sweep(tmp_path, "hardware=gpu", ok=False)
     message = " ".join(proc.stderr.split())
     assert proc.returncode == 2 and trials is None, proc.stderr[-2000:]
-    assert all(n in message for n in needles), message
+    assert "1 GPU(s)" in message and "use hardware=cpu" in message, message
     assert "Traceback" not in proc.stderr and not list(tmp_path.glob("[0-9]*"))
 
 
@@ -528,6 +554,7 @@ def test_a_running_sweep_can_be_watched_and_is_not_disturbed(tmp_path):
     assert len(pd.read_csv(tmp_path / "trials.csv")) == 3  # the first was not disturbed
 
 
+@pytest.mark.xdist_group("asha_sweep")  # shares a module fixture: one worker runs them
 @pytest.mark.ray
 def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(
     asha_sweep, monkeypatch
@@ -559,22 +586,14 @@ def test_mlflow_logger_makes_a_sweep_a_parent_run_with_a_child_run_per_trial(
         assert child.data.params["cfg.train.epochs"] == "2"
 
 
+@pytest.mark.xdist_group("tpe_maximised")  # shares a module fixture: one worker runs them
 @pytest.mark.ray
-def test_a_maximised_objective_is_maximised_end_to_end(tmp_path):
+def test_a_maximised_objective_is_maximised_end_to_end(sweeps):
     """`objective=accuracy`: trials report their best accuracy, the searcher and scheduler
     maximise it, the study's direction is maximize, and the best trial has the highest."""
     import optuna
 
-    proc, trials = _sweep(
-        tmp_path,
-        "objective=accuracy",
-        "search=tpe",
-        "search.n_trials=4",
-        "scheduler=asha",
-        "scheduler.grace_period=1",
-        "train.epochs=2",
-        "train.lr=tag(log,interval(1e-5,5e-3))",
-    )
+    tmp_path, proc, trials = sweeps(*TPE_MAXIMISED)
     assert set(trials["status"]) <= {"completed", "stopped"}
     for row in trials.itertuples():
         records = [json.loads(x) for x in (tmp_path / f"{row.number}/metrics.jsonl").open()]
@@ -590,6 +609,7 @@ def test_a_maximised_objective_is_maximised_end_to_end(tmp_path):
     assert f"objective {best:.6f}" in header
 
 
+@pytest.mark.xdist_group("random_fifo")  # shares a module fixture: one worker runs them
 @pytest.mark.ray
 def test_the_dashboard_serves_a_sweeps_study_over_loopback(sweeps):
     """`python -m lorahpo.dashboard <sweep_dir>` on a free local port: its page and its API

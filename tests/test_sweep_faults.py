@@ -133,6 +133,7 @@ def test_a_killed_worker_without_retries_fails_its_trial_with_a_memory_hint(tmp_
     assert "out-of-memory killer" in out  # the progress line says it too
 
 
+@pytest.mark.xdist_group("cluster")  # starts a Ray cluster of its own: one at a time
 def test_a_lost_node_is_retried_on_another_from_the_trials_checkpoint(tmp_path):
     from ray.cluster_utils import Cluster
 

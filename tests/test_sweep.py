@@ -120,7 +120,7 @@ def asha_sweep(tmp_path_factory):
             "train.lr_scheduler=choice(cosine)",
         ),
         pytest.param(TPE_MAXIMISED, marks=pytest.mark.xdist_group("tpe_maximised")),
-        ("search=hyperopt", "scheduler=hyperband", *SEARCHED),
+        ("search=hyperopt", "scheduler=hyperband", *SEARCHED, "search.lr_range=auto"),
         ("search=cmaes", "scheduler=asha", *SEARCHED),
     ],
     ids=lambda args: "-".join(a.split("=")[1] for a in args[:2]),
@@ -153,6 +153,12 @@ def test_every_search_algorithm_and_scheduler(sweeps, args):
             assert "best start point: trial 0" in proc.stdout
     else:
         assert "search=grid ignores search.start_points" in proc.stdout
+    if "search.lr_range=auto" in args:  # a range test chose train.lr's range
+        found = json.loads((tmp_path / "lr_range/lr_range.json").read_text())
+        low, high = found["range"]
+        assert trials["train.lr"].between(low, high).all(), (found["range"], trials)
+        assert f"train.lr searched in [{low:.2g}, {high:.2g}]" in proc.stdout
+        assert (tmp_path / "lr_range/lr_range.png").exists()
 
 
 @pytest.mark.xdist_group("asha_sweep")  # shares a module fixture: one worker runs them

@@ -90,10 +90,12 @@ class Budget:
     it spent what `budget.json` says. `milestone` is the evaluations a trial needs before
     the scheduler first judges it (all of them without early stopping)."""
 
-    def __init__(self, sweep_dir: Path, total_s: float, milestone: int) -> None:
+    def __init__(
+        self, sweep_dir: Path, total_s: float, milestone: int, began: float | None = None
+    ) -> None:
         self.sweep_dir, self.total_s, self.milestone = sweep_dir, total_s, milestone
         self.spent_before = float(read_state(sweep_dir).get("spent_s", 0.0))
-        self.began = time.time()
+        self.began = time.time() if began is None else began  # this driver run's start
         self.ended = False
         self._estimate: tuple[float, float | None] = (0.0, None)  # (when, seconds)
         self._reached: dict[str, float] = {}  # trial id -> seconds to its milestone

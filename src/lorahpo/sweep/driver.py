@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,14 @@ def run_sweep(
     status_every: float = 30.0,
 ) -> float:
     """Run (or resume) the sweep; return the best objective. Exits non-zero if none completed."""
+    began = time.time()  # a time budget counts from here (a learning-rate range test too)
     plan = preflight(
         config, arguments, lambda o: hydra_context.config_loader.load_sweep_config(config, o)
     )
     for note in plan.notes:
         say(f"note: {note}")
     take_directory(plan.sweep_dir, config, resume)
-    timer = start_budget(plan)  # before Ray: a resume needs some of its budget left
+    timer = start_budget(plan, began)  # before Ray: a resume needs some of its budget left
     plan.fixed += tracking.start_sweep(config, plan.sweep_dir)  # trials attach to its run
     nodes = start_ray(config.hardware, plan.sweep_dir)
     note = check_resources(config.hardware, nodes)
@@ -153,13 +155,13 @@ def run_trials(
             timer.save()
 
 
-def start_budget(plan: SweepPlan) -> budget.Budget | None:
+def start_budget(plan: SweepPlan, began: float) -> budget.Budget | None:
     """This run's share of the sweep's time budget (the one the searcher's gate and the
     callbacks consult from now on); a resume needs some left."""
     budget.activate(None)  # none left over from an earlier sweep in this process
     if plan.time_budget_s is None:
         return None
-    timer = budget.Budget(plan.sweep_dir, plan.time_budget_s, plan.milestone)
+    timer = budget.Budget(plan.sweep_dir, plan.time_budget_s, plan.milestone, began)
     if timer.left() <= 0:
         raise UserError(
             f"search.time_budget={budget.clock(plan.time_budget_s)} is spent: the sweep in "

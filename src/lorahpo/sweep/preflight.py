@@ -3,7 +3,9 @@
 A space that does not compose, a real model without weights, a bad retry count, a scheduler
 budget below the planned evaluations, a trial that no node can hold: each is one message
 before the first trial (a request the machine cannot meet never waits silently). Nothing here
-needs a running Ray: the resource check takes the nodes' resources as a list.
+needs a running Ray: the resource check takes the nodes' resources as a list. The plan's
+learning-rate range may come from a range test (`search.lr_range=auto`, lorahpo.sweep.
+lr_range), run here once per sweep: the start points and the searchers see the final space.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from lorahpo import tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.objective import Objective, parse_objective
-from lorahpo.sweep import searchers
+from lorahpo.sweep import lr_range, searchers
 from lorahpo.sweep.budget import parse_duration
 from lorahpo.sweep.schedulers import eval_milestones, first_milestone, make_scheduler
 from lorahpo.sweep.searchers import SearcherSpec
@@ -68,9 +70,11 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
     tracking.check_logger(config)
     objective = parse_objective(config.objective)
     max_evals = planned_evals_upper_bound(defaults, space)
-    points, notes = _start_points(config, spec, space, defaults)
-    warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.get("warm_start")), space)
     budget = parse_duration(config.search.get("time_budget"))
+    space, lr_note = lr_range.narrow(config.search.get("lr_range"), space, sweep_dir, defaults)
+    points, notes = _start_points(config, spec, space, defaults)
+    notes = [lr_note, *notes] if lr_note else notes
+    warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.get("warm_start")), space)
     rungs = eval_milestones(config.scheduler, max_evals)
     if rungs and not any(f.startswith("train.eval_at=") for f in fixed):
         fixed.append(f"train.eval_at=[{','.join(map(str, rungs))}]")

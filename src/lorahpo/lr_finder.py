@@ -89,12 +89,12 @@ def suggest(lrs: list[float], losses: list[float]) -> dict:
 def range_test(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the test on `cfg`'s data, model and LoRA settings (a trial's, without the searched
     values): fresh adapters, `train.batch_size`, up to STEPS optimizer steps."""
-    from transformers import DataCollatorWithPadding, set_seed
+    from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from lorahpo import base_cache, modeling
     from lorahpo.objective import parse_objective
-    from lorahpo.trainer import InOrderEvalTrainer, training_arguments
+    from lorahpo.trainer import classifier_trainer, training_arguments
 
     modeling.quiet_transformers()
     inputs = base_cache.inputs_for(cfg)
@@ -114,16 +114,7 @@ def range_test(cfg: DictConfig, out_dir: Path) -> dict:
         disable_tqdm=True,
     )
     rising = RisingLR(STEPS)
-    trainer = InOrderEvalTrainer(
-        model=model,
-        args=args,
-        train_dataset=inputs.train_ds,
-        data_collator=DataCollatorWithPadding(inputs.tokenizer),
-        processing_class=inputs.tokenizer,
-        callbacks=[rising],
-        pool_batches=int(cfg.train.pool_batches) if cfg.train.batching == "pooled" else None,
-        train_lengths=inputs.train_lengths,
-    )
+    trainer = classifier_trainer(cfg, inputs, model, args, callbacks=[rising])
     trainer.pop_callback(PrinterCallback)
     trainer.pop_callback(ProgressCallback)
     trainer.train()

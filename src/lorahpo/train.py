@@ -194,35 +194,27 @@ def _train(
 
 def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, plan, scorer, recorder):
     """The HF Trainer of this run, with the project's callbacks and quiet progress."""
-    from transformers import DataCollatorWithPadding
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from lorahpo.resume import ResumeMarks
     from lorahpo.trainer import (
         EvalSchedule,
-        InOrderEvalTrainer,
         QuietProgress,
         RunParams,
+        classifier_trainer,
         training_arguments,
     )
 
     validate = inputs.validate
-    trainer = InOrderEvalTrainer(
-        model=model,
-        args=training_arguments(
-            cfg, rd.checkpoints_path, plan.eval_steps, recorder.objective, validate
-        ),
-        train_dataset=inputs.train_ds,
+    trainer = classifier_trainer(
+        cfg,
+        inputs,
+        model,
+        training_arguments(cfg, rd.checkpoints_path, plan.eval_steps, recorder.objective, validate),
         eval_dataset=inputs.val_ds if validate else None,
-        data_collator=DataCollatorWithPadding(
-            inputs.tokenizer, pad_to_multiple_of=8 if cfg.hardware.device == "cuda" else None
-        ),
-        processing_class=inputs.tokenizer,
         compute_metrics=scorer if validate else None,
         callbacks=[EvalSchedule(plan), recorder, ResumeMarks(cfg, recorder)]
         + ([RunParams(cfg)] if cfg.logger.report_to else []),
-        pool_batches=int(cfg.train.pool_batches) if cfg.train.batching == "pooled" else None,
-        train_lengths=inputs.train_lengths,
     )
     trainer.pop_callback(PrinterCallback)  # raw metric dicts: EvalRecorder logs them readably
     if trainer.pop_callback(ProgressCallback):

@@ -117,6 +117,25 @@ class InOrderEvalTrainer(SamplerHooks):
         return SequentialSampler(dataset) if dataset is not None else None
 
 
+def classifier_trainer(cfg: DictConfig, inputs, model, args: TrainingArguments, **kwargs):
+    """The run's `InOrderEvalTrainer` on its training rows, with the batching and padding
+    `cfg` asks for; `kwargs` go to the Trainer (evaluation set, metrics, callbacks)."""
+    from transformers import DataCollatorWithPadding
+
+    return InOrderEvalTrainer(
+        model=model,
+        args=args,
+        train_dataset=inputs.train_ds,
+        data_collator=DataCollatorWithPadding(
+            inputs.tokenizer, pad_to_multiple_of=8 if cfg.hardware.device == "cuda" else None
+        ),
+        processing_class=inputs.tokenizer,
+        pool_batches=int(cfg.train.pool_batches) if cfg.train.batching == "pooled" else None,
+        train_lengths=inputs.train_lengths,
+        **kwargs,
+    )
+
+
 class EvalScorer:
     """`Trainer` `compute_metrics` hook: every method's log loss (`scoring.score`), keeping the
     last evaluation's logits so the best one's can be saved without another pass.

@@ -55,10 +55,13 @@ def _cli(*args: str) -> float:
 
 def _scheduler_args(spec: str) -> list[str]:
     """`asha:4:3` -> scheduler=asha, grace_period 4, reduction_factor 3; `asha/every` ->
-    scheduler.evaluate=every (trials evaluate at every train.eval_every); `fifo` as it is."""
+    scheduler.evaluate=every (trials evaluate at every train.eval_every); `asha+promotion`
+    -> scheduler.type=promotion (paused at rungs, not stopped); `fifo` as it is."""
     spec, _, evaluate = spec.partition("/")
+    spec, _, kind = spec.partition("+")
     name, *rest = spec.split(":")
     args = [f"scheduler={name}"] + ([f"scheduler.evaluate={evaluate}"] if evaluate else [])
+    args += [f"scheduler.type={kind}"] if kind else []
     for key, value in zip(("grace_period", "reduction_factor"), rest, strict=False):
         args.append(f"scheduler.{key}={value}")
     return args
@@ -248,7 +251,8 @@ def main() -> None:
         "--schedulers",
         nargs="+",
         default=["asha", "fifo"],
-        help="fifo, asha, or asha:<grace_period>:<reduction_factor> (also hyperband, median)",
+        help="fifo, asha, asha:<grace_period>:<reduction_factor>, asha+promotion (paused "
+        "at rungs), asha/every (evaluations at every eval_every); also hyperband, median",
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--slots", type=int, default=2)
@@ -266,7 +270,7 @@ def main() -> None:
     for seed in a.seeds:
         for search in a.searches:
             for sched in a.schedulers:
-                d = tmp / f"{search}-{sched.replace(':', '_').replace('/', '_')}-{seed}"
+                d = tmp / f"{search}-{''.join(c if c.isalnum() else '_' for c in sched)}-{seed}"
                 start = _cli(
                     "-m",
                     f"search={search}",

@@ -12,7 +12,7 @@ from lorahpo.errors import UserError
 from lorahpo.objective import DEFAULT
 from lorahpo.rundir import EvalRecord, RunDir
 from lorahpo.sweep import budget, ledger, searchers
-from lorahpo.sweep.budget_gate import BudgetGate, gate
+from lorahpo.sweep.budget_gate import TrialGate, gate
 from lorahpo.sweep.preflight import planned_size
 from lorahpo.sweep.schedulers import first_milestone
 
@@ -52,7 +52,7 @@ def test_the_first_milestone_is_the_schedulers_first_judgement():
     assert first_milestone(OmegaConf.create({"name": "median", "grace_period": 40}), 12) == 12
 
 
-def _trial(sweep_dir, trial_id, started, eval_times):
+def _trial(sweep_dir, trial_id, started, eval_times, planned=None):
     num = ledger.claim_number(sweep_dir, trial_id)
     ledger.record_event(sweep_dir, trial_id, "start", params={})
     events = ledger.read_events(sweep_dir)
@@ -61,7 +61,7 @@ def _trial(sweep_dir, trial_id, started, eval_times):
     rd = RunDir(sweep_dir / str(num))
     rd.path.mkdir(parents=True, exist_ok=True)
     for i, t in enumerate(eval_times, 1):
-        rd.append_metrics(EvalRecord(i, i, i / 4, 1.0, 1.0, 0.5, time=t))
+        rd.append_metrics(EvalRecord(i, i, i / 4, 1.0, 1.0, 0.5, planned_evals=planned, time=t))
 
 
 @pytest.mark.unit
@@ -89,6 +89,17 @@ def test_before_any_trial_reached_its_milestone_the_longest_running_one_bounds_i
 
 
 @pytest.mark.unit
+def test_a_trial_that_plans_fewer_evaluations_reaches_its_milestone_at_its_end(tmp_path):
+    """FIFO's milestone is the longest trial's last evaluation; a shorter trial's end is the
+    same judgement, so its time counts (not the longest running one's time so far)."""
+    now = time.time()
+    _trial(tmp_path, "short", now - 50, [now - 40, now - 30], planned=2)  # done in 20 s
+    _trial(tmp_path, "long", now - 48, [now - 38, now - 28], planned=800)  # 48 s, going on
+    timer = budget.Budget(tmp_path, total_s=100.0, milestone=800)
+    assert timer.to_milestone() == pytest.approx(20, abs=1)
+
+
+@pytest.mark.unit
 def test_the_budget_is_the_sweeps_across_resumes(tmp_path):
     first = budget.Budget(tmp_path, total_s=60.0, milestone=1)
     first.spent_before = 42.0
@@ -111,7 +122,7 @@ def test_the_budget_is_the_sweeps_across_resumes(tmp_path):
 @pytest.mark.unit
 @pytest.mark.parametrize("name", ["random", "tpe"])
 def test_the_gate_finishes_the_search_when_the_budget_is_spent(tmp_path, name):
-    from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+    from ray.tune.search import SearchGenerator
 
     ctx = searchers.BuildContext(
         OmegaConf.create({"algorithm": name, "seed": 0, "n_initial": 2}),
@@ -121,11 +132,9 @@ def test_the_gate_finishes_the_search_when_the_budget_is_spent(tmp_path, name):
     )
     search_alg, _ = searchers.build(ctx)
     gated = gate(search_alg, 2)
-    assert isinstance(gated, BudgetGate)
-    if name == "tpe":  # a Searcher: held to the concurrency as Tune would hold it
+    assert isinstance(gated, TrialGate) and gated.slots == 2
+    if name == "tpe":  # a Searcher: asked through Tune's SearchGenerator
         assert isinstance(gated.inner, SearchGenerator)
-        assert isinstance(gated.inner.searcher, ConcurrencyLimiter)
-        assert gated.inner.searcher.max_concurrent == 2
     timer = budget.Budget(tmp_path, total_s=10.0, milestone=1)
     timer.spent_before = 10.0
     budget.activate(timer)

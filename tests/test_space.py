@@ -1,5 +1,7 @@
 """The search space: Hydra's sweep grammar to parameters, and command-line edits."""
 
+from pathlib import Path
+
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -81,10 +83,10 @@ def test_scheduler_budget_is_checked_in_evaluations():
 
     asha = OmegaConf.create({"name": "asha", "grace_period": 2, "reduction_factor": 2, "max_t": 4})
     with pytest.raises(UserError, match="max_t=4 evaluations is below the 12"):
-        make_scheduler(asha, max_evals=12, objective=DEFAULT)
+        make_scheduler(asha, max_evals=12, objective=DEFAULT, sweep_dir=Path())
     asha.max_t = None
-    scheduler = make_scheduler(asha, max_evals=12, objective=DEFAULT)
+    scheduler = make_scheduler(asha, max_evals=12, objective=DEFAULT, sweep_dir=Path())
     assert scheduler._max_t == 13  # one past the longest trial
     asha.grace_period = 20
     with pytest.raises(UserError, match="grace_period=20"):
-        make_scheduler(asha, max_evals=12, objective=DEFAULT)
+        make_scheduler(asha, max_evals=12, objective=DEFAULT, sweep_dir=Path())

@@ -185,6 +185,46 @@ def test_asha_stops_trials_short_of_their_plan_evaluating_only_at_its_rungs(asha
 
 
 @pytest.mark.ray
+def test_promotion_asha_pauses_trials_at_rungs_and_resumes_the_promoted_ones(tmp_path):
+    """`scheduler.type=promotion`: a trial pauses at a rung and, once in the top half there,
+    continues from the checkpoint of that evaluation (none redone); the best trial at each
+    rung that two or more reached went on; the sweep ends with one completed, the paused rest
+    stopped (no checkpoints left)."""
+    proc, trials = _sweep(
+        tmp_path,
+        *ASHA,
+        "search.n_trials=4",
+        "scheduler=asha",
+        "scheduler.grace_period=1",
+        "scheduler.type=promotion",
+        "hardware.concurrency=2",
+        "hardware.cpus_per_trial=1",
+    )
+    assert set(trials["status"]) == {"completed", "stopped"}
+    events = read_events(tmp_path)
+    paused = {e["trial_id"] for e in events if e["event"] == "paused"}
+    assert paused == set(trials["trial_id"])  # every trial paused at rung 1 at least once
+    promoted = 0
+    reached: dict[int, list[tuple[float, int]]] = {}
+    for row in trials.itertuples():
+        records = read_jsonl(tmp_path / str(row.number) / "metrics.jsonl")
+        evals = [r["eval"] for r in records]
+        assert evals == sorted(set(evals)) and set(evals) <= {1, 2, 4, 8, 9}  # none redone
+        assert [r["step"] for r in records] == [4 * e for e in evals]
+        mine = [e["event"] for e in events if e["trial_id"] == row.trial_id]
+        promoted += mine.count("start") - 1  # a start after a pause: resumed
+        for r in records:
+            reached.setdefault(r["eval"], []).append((r["objective"], row.number))
+        if row.status == "stopped":
+            assert not (tmp_path / str(row.number) / "checkpoints").exists()
+    assert promoted >= 1
+    for rung, nxt in ((1, 2), (2, 4), (4, 8)):
+        if len(reached.get(rung, [])) >= 2:  # its best trial went on to the next rung
+            assert min(reached[rung])[1] in {n for _, n in reached[nxt]}, reached
+    assert len(reached[1]) == 4 and len(reached[2]) < 4
+
+
+@pytest.mark.ray
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     proc, trials = _sweep(
         tmp_path,

@@ -157,7 +157,8 @@ class EvalScorer:
 
 
 class EvalRecorder(TrainerCallback):
-    """Append one `EvalRecord` per evaluation to `metrics.jsonl` and send it through `report`.
+    """Append one `EvalRecord` per evaluation to `metrics.jsonl` and send it through `report`
+    (once the evaluation's checkpoint is saved, where one is).
 
     A non-finite validation loss stops training at once: the run is failed, never scored.
 
@@ -183,6 +184,7 @@ class EvalRecorder(TrainerCallback):
         self.last_train_loss: float | None = None
         self.diverged = False
         self.train_started_at: float | None = None
+        self.unreported: EvalRecord | None = None  # until its checkpoint is saved
         if self.records:
             run_dir.write_metrics(self.records)
         else:
@@ -235,7 +237,16 @@ class EvalRecorder(TrainerCallback):
             return control
         if self.is_best_last():
             self.best_logits = self.scorer.logits
-        report(record.to_json())
+        if control.should_save:  # told once its checkpoint exists: a scheduler that pauses
+            self.unreported = record  # the trial here resumes it from this evaluation
+        else:
+            report(record.to_json())
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.unreported is not None:
+            record, self.unreported = self.unreported, None
+            report(record.to_json())
         return control
 
     def best(self) -> EvalRecord:

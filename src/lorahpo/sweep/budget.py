@@ -150,7 +150,10 @@ class Budget:
 def _milestone_time(run_dir: Path, milestone: int) -> float | None:
     from lorahpo.rundir import RunDir
 
-    reached = [r.time for r in RunDir(run_dir).read_metrics() if r.eval >= milestone]
+    # a trial that plans fewer evaluations is judged at its end (FIFO's milestone is the
+    # longest trial's last evaluation)
+    records = RunDir(run_dir).read_metrics()
+    reached = [r.time for r in records if r.eval >= min(milestone, r.planned_evals or milestone)]
     return reached[0] if reached else None
 
 

@@ -25,8 +25,9 @@ from lorahpo.rundir import read_json, read_jsonl, write_json
 log = logging.getLogger(__name__)
 NUMBERS_FILE = "trial_numbers.json"
 EVENTS_FILE = "trial_events.jsonl"
-# start / complete / error / retry (the driver); worker / released / replayed (the worker)
-EVENTS = ("start", "complete", "error", "retry", "worker", "released", "replayed")
+# start / complete / error / retry / paused (the driver: paused at a rung by promotion-type
+# ASHA); worker / released / replayed (the worker)
+EVENTS = ("start", "complete", "error", "retry", "worker", "released", "replayed", "paused")
 
 
 def claim_number(sweep_dir: Path, trial_id: str) -> int:

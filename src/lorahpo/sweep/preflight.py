@@ -90,7 +90,7 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
         milestone=first_milestone(config.scheduler, max_evals),
         max_evals=max_evals,
         max_retries=check_retries(config.hardware),
-        scheduler=make_scheduler(config.scheduler, max_evals, objective),
+        scheduler=make_scheduler(config.scheduler, max_evals, objective, sweep_dir),
         points=points,
         warm_points=warm_points,
         warm_skipped=warm_skipped,

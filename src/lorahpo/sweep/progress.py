@@ -120,6 +120,8 @@ class TrialEvents(Callback):
         shown = f"best so far {best:.4f}" if best is not None else "no trial finished yet"
         total = f"/{self.n_trials}" if self.n_trials else ""
         line = f"{clock(now - self.began)} elapsed | {done}{total} done | "
+        paused = sum(t.status == "PAUSED" for t in trials)
+        line += f"{paused} paused at a rung | " if paused else ""
         line += ", ".join(parts) + f" | {shown}"
         left = None
         if self.durations and self.n_trials:

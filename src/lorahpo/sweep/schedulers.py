@@ -7,6 +7,7 @@ and the budget is checked against the evaluations the longest trial plans.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -30,13 +31,18 @@ def eval_milestones(sched: DictConfig, max_evals: int) -> list[int] | None:
     every evaluation runs."""
     if sched.name != "asha" or sched.get("evaluate", "every") != "milestones":
         return None
+    return asha_rungs(sched, max_evals)
+
+
+def asha_rungs(sched: DictConfig, max_evals: int) -> list[int]:
+    """ASHA's rungs in evaluations, as Ray Tune's ASHAScheduler computes them."""
     max_t = int(sched.get("max_t") or max_evals) + 1  # as make_scheduler passes it to Ray
     grace, factor = int(sched.grace_period), float(sched.reduction_factor)
     rungs = int(math.log(max_t / grace) / math.log(factor) + 1)
     return [int(grace * factor**k) for k in range(rungs)]
 
 
-def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective):
+def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective, sweep_dir: Path):
     """The trial scheduler; its budget (`max_t`) is checked against the planned evaluations."""
     from ray.tune.schedulers import (
         ASHAScheduler,
@@ -71,6 +77,12 @@ def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective):
     # Ray's halving schedulers stop a trial when it reaches max_t; one more lets a trial that
     # survives every rung finish by itself, so that it saves its adapter and result.
     max_t += 1
+    if name == "asha" and _asha_type(sched) == "promotion":
+        from lorahpo.sweep.promotion import PromotionASHA
+
+        return PromotionASHA(
+            sweep_dir, asha_rungs(sched, max_evals), float(sched.reduction_factor), objective
+        )
     if name == "asha":
         return ASHAScheduler(
             max_t=max_t, grace_period=grace, reduction_factor=sched.reduction_factor, **common
@@ -84,3 +96,14 @@ def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective):
     raise UserError(
         f"scheduler.name={name!r} is not known; use scheduler=fifo, asha, hyperband or median."
     )
+
+
+def _asha_type(sched: DictConfig) -> str:
+    kind = sched.get("type", "stopping")
+    if kind not in ("stopping", "promotion"):
+        raise UserError(
+            f"scheduler.type={kind!r} is not an ASHA type: use scheduler.type=stopping (a trial "
+            "below the cut at a rung stops for good) or scheduler.type=promotion (it pauses "
+            "there and resumes from its checkpoint if it earns promotion)."
+        )
+    return kind

@@ -49,7 +49,7 @@ def collect_trials(
 ) -> pd.DataFrame:
     """One row per trial, numbered 0..N-1, whatever state each trial ended in; the trials
     in `running` (Ray trial ids) are `running` rather than `interrupted` (`paused` when the
-    sweep stopped them at its time budget)."""
+    sweep stopped them at its time budget or the scheduler paused them at a rung)."""
     running, param_keys = set(running), list(param_keys)
     events = _events_by_trial(sweep_dir)
     cut = "paused" if ended_at_budget(sweep_dir) else "interrupted"
@@ -72,6 +72,9 @@ def _events_by_trial(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     events: dict[str, dict[str, Any]] = {}
     for e in ledger.read_events(sweep_dir):
         trial = events.setdefault(e["trial_id"], {})
+        if e["event"] == "start" and "paused" in trial:  # promoted: the same run goes on
+            del trial["paused"]
+            continue
         if e["event"] == "start":  # a restarted trial starts afresh...
             first, worker = trial.get("start"), trial.get("worker")
             trial.clear()
@@ -93,6 +96,8 @@ def _status(result, ev: dict[str, Any], running: bool, cut: str) -> str:
         return "failed"
     if "complete" in ev:
         return "stopped"  # ended by the scheduler before its last evaluation
+    if "paused" in ev:
+        return "paused"  # at a rung, by promotion-type ASHA
     return "running" if running else cut
 
 

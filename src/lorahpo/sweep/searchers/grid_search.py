@@ -10,7 +10,8 @@ from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec, tune_domai
 def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     from ray.tune.search import BasicVariantGenerator
 
-    generator = BasicVariantGenerator(random_state=ctx.seed, max_concurrent=ctx.concurrency)
+    # the sweep's gate (budget_gate.TrialGate) holds it to the slots
+    generator = BasicVariantGenerator(random_state=ctx.seed)
     return generator, tune_domains(ctx.space, grid=True)
 
 

@@ -10,9 +10,8 @@ from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec, tune_domai
 def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     from ray.tune.search import BasicVariantGenerator
 
-    generator = BasicVariantGenerator(
-        random_state=ctx.seed, points_to_evaluate=ctx.points, max_concurrent=ctx.concurrency
-    )
+    # the sweep's gate (budget_gate.TrialGate) holds it to the slots
+    generator = BasicVariantGenerator(random_state=ctx.seed, points_to_evaluate=ctx.points)
     return generator, tune_domains(ctx.space)
 
 

@@ -173,11 +173,15 @@ def default_combination() -> tuple[str, str]:
 
 
 def median_curve(curves: list[dict], grid: np.ndarray) -> np.ndarray:
+    """The median over seeds of the best so far; a seed with no completed trial yet counts
+    as worse than any (as in the table), so the curve starts once half the seeds have one."""
     values = []
     for c in curves:
+        best = np.append(c["best"], np.inf)  # index -1: nothing completed yet
         idx = np.searchsorted(c["times"], grid, side="right") - 1
-        values.append(np.where(idx >= 0, c["best"][np.clip(idx, 0, None)], np.nan))
-    return np.nanmedian(np.array(values, dtype=float), axis=0)
+        values.append(best[np.where(idx >= 0, idx, len(best) - 1)])
+    median = np.median(np.array(values, dtype=float), axis=0)
+    return np.where(np.isfinite(median), median, np.nan)  # not drawn
 
 
 def summary(curves: dict[tuple[str, str], list[dict]], default: float) -> pd.DataFrame:

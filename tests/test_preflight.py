@@ -28,7 +28,8 @@ def test_the_default_sweep_plan(tmp_path):
     assert plan.sweep_dir == tmp_path and plan.max_evals == 13
     assert len(plan.points) == 1 and plan.notes == []  # the default run
     assert plan.points[0]["train.lr"] == pytest.approx(1e-3) and plan.points[0]["lora.r"] == 16
-    assert plan.objective.mode == "min" and plan.scheduler._max_t == 14
+    assert plan.objective.mode == "min"
+    assert type(plan.scheduler).__name__ == "PromotionASHA" and plan.scheduler.rungs == [2, 4, 8]
 
 
 def test_under_asha_trials_evaluate_where_it_decides_and_at_their_end(tmp_path):

@@ -121,7 +121,7 @@ def asha_sweep(tmp_path_factory):
         ),
         pytest.param(TPE_MAXIMISED, marks=pytest.mark.xdist_group("tpe_maximised")),
         ("search=hyperopt", "scheduler=hyperband", *SEARCHED, "search.lr_range=auto"),
-        ("search=cmaes", "scheduler=asha", *SEARCHED),
+        ("search=cmaes", "scheduler=asha", "scheduler.type=stopping", *SEARCHED),
     ],
     ids=lambda args: "-".join(a.split("=")[1] for a in args[:2]),
 )
@@ -211,8 +211,14 @@ def test_promotion_asha_pauses_trials_at_rungs_and_resumes_the_promoted_ones(tmp
         evals = [r["eval"] for r in records]
         assert evals == sorted(set(evals)) and set(evals) <= {1, 2, 4, 8, 9}  # none redone
         assert [r["step"] for r in records] == [4 * e for e in evals]
-        mine = [e["event"] for e in events if e["trial_id"] == row.trial_id]
-        promoted += mine.count("start") - 1  # a start after a pause: resumed
+        mine = [e for e in events if e["trial_id"] == row.trial_id]
+        starts = [e["time"] for e in mine if e["event"] == "start"]
+        if len(starts) > 1:  # a start after a pause: promoted, continued from its checkpoint
+            promoted += 1
+            assert records[0]["time"] < starts[-1]  # its first evaluation was not redone
+            log = (tmp_path / str(row.number) / "train.log").read_text()
+            assert log.count("resuming from checkpoint-") == len(starts) - 1, log
+            assert "starting from step 0" not in log, log
         for r in records:
             reached.setdefault(r["eval"], []).append((r["objective"], row.number))
         if row.status == "stopped":

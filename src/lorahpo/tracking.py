@@ -25,7 +25,7 @@ from lorahpo.errors import UserError
 from lorahpo.rundir import read_json, write_json
 
 PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
-TRACKING_FILE = "tracking.json"  # a sweep's parent run, kept for resume
+TRACKING_FILE = "tracking.json"  # a sweep's parent run, or a run's own, kept for resume
 PARAM_GROUPS = ("lora", "train", "data", "hardware")
 
 
@@ -115,6 +115,27 @@ def configure(cfg: DictConfig, run_dir: Path) -> None:
         os.environ["WANDB_DIR"] = str(run_dir)
         if lg.get("group"):
             os.environ["WANDB_RUN_GROUP"] = str(lg.group)
+
+
+def continue_run(run_dir: Path, resuming: bool) -> None:
+    """A run that continues from its checkpoint (a resumed, retried or promoted trial)
+    continues its MLflow run too: HF's MLflow callback reattaches to `MLFLOW_RUN_ID`. Any
+    other run starts its own (the variable is cleared: a worker runs many trials)."""
+    saved = read_json(run_dir / TRACKING_FILE) if resuming else None
+    run_id = (saved or {}).get("mlflow_run_id")
+    if run_id:
+        os.environ["MLFLOW_RUN_ID"] = str(run_id)
+    else:
+        os.environ.pop("MLFLOW_RUN_ID", None)
+
+
+def remember_run(run_dir: Path) -> None:
+    """Keep the run's MLflow run id in its run directory, for `continue_run`."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None:
+        write_json(run_dir / TRACKING_FILE, {"mlflow_run_id": active.info.run_id})
 
 
 def tensorboard_dir(cfg: DictConfig, run_dir: Path) -> Path:

@@ -165,6 +165,7 @@ def _train(
     trainer = _trainer(cfg, inputs, model, rd, plan, scorer, recorder)
     for record in recorder.records:  # the evaluations before the checkpoint, told again:
         report(record.to_json())  # a restarted sweep trial counts them from 1 again
+    tracking.continue_run(rd.path, resume is not None)
     output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume else None)
     if recorder.diverged:
         bad = recorder.records[-1]
@@ -213,8 +214,10 @@ def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, plan, scorer, r
         training_arguments(cfg, rd.checkpoints_path, plan.eval_steps, recorder.objective, validate),
         eval_dataset=inputs.val_ds if validate else None,
         compute_metrics=scorer if validate else None,
-        callbacks=[EvalSchedule(plan), recorder, ResumeMarks(cfg, recorder)]
-        + ([RunParams(cfg)] if cfg.logger.report_to else []),
+        # the recorder after ResumeMarks: a checkpoint is marked usable before its evaluation
+        # is reported (a scheduler may pause the trial there, to resume from that checkpoint)
+        callbacks=[EvalSchedule(plan), ResumeMarks(cfg, recorder), recorder]
+        + ([RunParams(cfg, rd.path)] if cfg.logger.report_to else []),
     )
     trainer.pop_callback(PrinterCallback)  # raw metric dicts: EvalRecorder logs them readably
     if trainer.pop_callback(ProgressCallback):

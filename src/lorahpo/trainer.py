@@ -279,9 +279,10 @@ class RunParams(TrainerCallback):
     """Adds the run's own hyperparameters to the tracker's run (the Trainer's callbacks log
     the TrainingArguments and the model config, not LoRA's settings or the data's)."""
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
         self.params = tracking.run_params(cfg)
         self.report_to = list(cfg.logger.report_to)
+        self.run_dir = run_dir
 
     def on_train_begin(self, args, state, control, **kwargs):
         if "mlflow" in self.report_to:
@@ -289,6 +290,7 @@ class RunParams(TrainerCallback):
 
             if mlflow.active_run() is not None:
                 mlflow.log_params({f"cfg.{k}": v for k, v in self.params.items()})
+                tracking.remember_run(self.run_dir)  # a resumed run continues this one
         if "wandb" in self.report_to:
             import wandb
 

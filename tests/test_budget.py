@@ -100,6 +100,17 @@ def test_a_trial_that_plans_fewer_evaluations_reaches_its_milestone_at_its_end(t
 
 
 @pytest.mark.unit
+def test_a_trial_started_again_after_its_milestone_counts_from_its_first_start(tmp_path):
+    """A trial paused at a rung and promoted starts again (a new `start` event): its time
+    to the milestone is from the start that got it there."""
+    now = time.time()
+    _trial(tmp_path, "a", now - 50, [now - 40, now - 30])  # 20 s to its 2nd evaluation
+    ledger.record_event(tmp_path, "a", "start", params={})  # promoted just now
+    timer = budget.Budget(tmp_path, total_s=100.0, milestone=2)
+    assert timer.to_milestone() == pytest.approx(20, abs=1)
+
+
+@pytest.mark.unit
 def test_the_budget_is_the_sweeps_across_resumes(tmp_path):
     first = budget.Budget(tmp_path, total_s=60.0, milestone=1)
     first.spent_before = 42.0

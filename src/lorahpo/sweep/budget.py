@@ -117,19 +117,20 @@ class Budget:
         when, value = self._estimate
         if time.time() - when < 5.0:
             return value
-        starts: dict[str, float] = {}
+        starts: dict[str, list[float]] = {}  # a trial starts again when resumed or promoted
         for e in ledger.read_events(self.sweep_dir):
             if e["event"] == "start":
-                starts[e["trial_id"]] = e["time"]
+                starts.setdefault(e["trial_id"], []).append(e["time"])
         for trial_id, num in ledger.trial_numbers(self.sweep_dir).items():
             if trial_id in starts and trial_id not in self._reached:
                 hit = _milestone_time(self.sweep_dir / str(num), self.milestone)
-                if hit is not None:
-                    self._reached[trial_id] = hit - starts[trial_id]
+                began = [t for t in starts[trial_id] if hit is not None and t <= hit]
+                if began:  # from the start that got it there
+                    self._reached[trial_id] = hit - began[-1]
         if self._reached:
             value = statistics.median(self._reached.values())
         else:
-            value = max((time.time() - t for t in starts.values()), default=None)
+            value = max((time.time() - t[-1] for t in starts.values()), default=None)
         self._estimate = (time.time(), value)
         return value
 

@@ -48,7 +48,6 @@ class PromotionASHA(FIFOScheduler):
         self.objective = objective
         self.results: dict[int, dict[str, float]] = {r: {} for r in self.rungs}
         self.promoted: dict[int, set[str]] = {r: set() for r in self.rungs}
-        self.completed = 0  # trials that ran all their evaluations
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         """At a rung the trial has not reached before: continue if it is promotable on
@@ -72,10 +71,6 @@ class PromotionASHA(FIFOScheduler):
         tune_controller.search_alg.on_pause(trial.trial_id)
         return TrialScheduler.PAUSE
 
-    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
-        if result and not reported.failed(result) and not reported.stopped_early(result):
-            self.completed += 1
-
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         """A promotable paused trial (highest rung first), else a new one; when neither can
         come and nothing runs, what is left paused is settled (the module's docstring)."""
@@ -92,7 +87,7 @@ class PromotionASHA(FIFOScheduler):
                 return trial
         busy = any(t.status == Trial.RUNNING for t in trials)
         if paused and not busy and tune_controller.search_alg.is_finished():
-            return self._settle(tune_controller, paused)
+            return self._settle(tune_controller, trials, paused)
         return None
 
     def _promote(self, tune_controller, trial: Trial, rung: int) -> Trial:
@@ -100,10 +95,11 @@ class PromotionASHA(FIFOScheduler):
         tune_controller.search_alg.on_unpause(trial.trial_id)
         return trial
 
-    def _settle(self, tune_controller, paused: dict[str, Trial]) -> Trial | None:
+    def _settle(self, tune_controller, trials: list[Trial], paused: dict[str, Trial]):
         """Nothing can be promoted by the rule any more: run the best paused trial on if none
-        has completed; else end a spent time budget's sweep (they stay paused) or stop them."""
-        if not self.completed:
+        has completed (also in an earlier run of a resumed sweep: Ray restores its trials);
+        else end a spent time budget's sweep (they stay paused) or stop them."""
+        if not any(t.status == Trial.TERMINATED and _completed(t.last_result) for t in trials):
             for rung in reversed(self.rungs):
                 waiting = {t: v for t, v in self.results[rung].items() if t in paused}
                 if waiting:
@@ -120,3 +116,8 @@ class PromotionASHA(FIFOScheduler):
     def debug_string(self) -> str:
         sizes = ", ".join(f"{r}: {len(self.results[r])}" for r in self.rungs)
         return f"promotion-type ASHA, trials per rung {{{sizes}}}"
+
+
+def _completed(result: dict | None) -> bool:
+    """Whether a trial's last result is its last planned evaluation (not a failure)."""
+    return bool(result) and not reported.failed(result) and not reported.stopped_early(result)

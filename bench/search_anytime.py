@@ -56,7 +56,9 @@ def _cli(*args: str) -> float:
 def _scheduler_args(spec: str) -> list[str]:
     """`asha:4:3` -> scheduler=asha, grace_period 4, reduction_factor 3; `asha/every` ->
     scheduler.evaluate=every (trials evaluate at every train.eval_every); `asha+promotion`
-    -> scheduler.type=promotion (paused at rungs, not stopped); `fifo` as it is."""
+    -> scheduler.type=promotion (paused at rungs, not stopped); `asha,eval_subset=0.5` ->
+    scheduler.eval_subset=0.5 (any scheduler key, after commas); `fifo` as it is."""
+    spec, *keys = spec.split(",")
     spec, _, evaluate = spec.partition("/")
     spec, _, kind = spec.partition("+")
     name, *rest = spec.split(":")
@@ -64,7 +66,7 @@ def _scheduler_args(spec: str) -> list[str]:
     args += [f"scheduler.type={kind}"] if kind else []
     for key, value in zip(("grace_period", "reduction_factor"), rest, strict=False):
         args.append(f"scheduler.{key}={value}")
-    return args
+    return args + [f"scheduler.{kv}" for kv in keys]
 
 
 def curve(ends: np.ndarray, values: np.ndarray, budget: float, evals: list[float]) -> dict:
@@ -256,7 +258,8 @@ def main() -> None:
         nargs="+",
         default=["asha", "fifo"],
         help="fifo, asha, asha:<grace_period>:<reduction_factor>, asha+promotion (paused "
-        "at rungs), asha/every (evaluations at every eval_every); also hyperband, median",
+        "at rungs), asha/every (evaluations at every eval_every), asha,eval_subset=0.5 (any "
+        "scheduler key after a comma); also hyperband, median",
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--slots", type=int, default=2)

@@ -75,3 +75,23 @@ def test_no_private_internals_outside_compat():
             ):
                 offenders.append(f"{path.relative_to(root)}:{node.lineno} .{node.attr}")
     assert not offenders, offenders
+
+
+def test_a_subset_evaluation_never_becomes_the_best_checkpoint(tmp_path):
+    """The best-metric hook on a real HF Trainer: an evaluation of train.eval_subset's rows
+    leaves the Trainer's best alone; a whole-fold one sets it."""
+    import torch
+    from transformers import TrainingArguments
+
+    from lorahpo.trainer import InOrderEvalTrainer
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), metric_for_best_model="log_loss", use_cpu=True, report_to=[]
+    )
+    trainer = InOrderEvalTrainer(model=torch.nn.Linear(2, 2), args=args)
+    trainer.on_subset = True
+    assert not trainer._determine_best_metric({"eval_log_loss": 0.1}, None)
+    assert trainer.state.best_metric is None
+    trainer.on_subset = False
+    assert trainer._determine_best_metric({"eval_log_loss": 0.5}, None)
+    assert trainer.state.best_metric == 0.5

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lorahpo.data import Columns, format_texts, read_csv, split_by_question
+from lorahpo.data import Columns, format_texts, read_csv, split_by_question, subset_by_question
 from lorahpo.errors import UserError
 from lorahpo.toy import make_toy_frame
 
@@ -109,6 +109,21 @@ def test_split_keeps_each_question_on_one_side():
     assert set(frame["Question"].iloc[tr]).isdisjoint(frame["Question"].iloc[va])
     folds = [set(split_by_question(frame, "Question", 5, k)[1]) for k in range(5)]
     assert set().union(*folds) == set(range(len(frame)))
+
+
+def test_eval_subset_is_whole_questions_stratified_and_fixed():
+    """train.eval_subset's rows: about the share of the questions asked, every answer of a
+    question in or out together, each label as often as in the fold, the same every run."""
+    frame = make_toy_frame(40, seed=0)
+    labels, groups = frame["target"].to_numpy(), frame["Question"].to_numpy()
+    half = subset_by_question(labels, groups, 0.5, seed=0)
+    questions = set(groups[half])
+    assert len(questions) == 20 and len(half) == 20 * 7
+    assert set(np.flatnonzero(np.isin(groups, list(questions)))) == set(half)
+    assert np.bincount(labels[half], minlength=7).tolist() == [20] * 7
+    assert (subset_by_question(labels, groups, 0.5, seed=0) == half).all()
+    assert len(set(groups[subset_by_question(labels, groups, 0.25, seed=0)])) == 10
+    assert len(subset_by_question(labels[:7], groups[:7], 0.5, seed=0)) == 0  # one question
 
 
 def test_split_rejects_bad_fold_settings():

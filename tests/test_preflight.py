@@ -46,6 +46,16 @@ def test_under_asha_trials_evaluate_where_it_decides_and_at_their_end(tmp_path):
     assert [f for f in mine if f.startswith("train.eval_at")] == ["train.eval_at=[3]"]
 
 
+def test_scheduler_eval_subset_reaches_the_trials(tmp_path):
+    """scheduler.eval_subset becomes every trial's train.eval_subset (the user's own
+    train.eval_subset stands); none by default."""
+    assert not any(f.startswith("train.eval_subset") for f in _preflight(tmp_path).fixed)
+    plan = _preflight(tmp_path, "scheduler.eval_subset=0.5")
+    assert "train.eval_subset=0.5" in plan.fixed and "train.eval_at=[2,4,8]" in plan.fixed
+    mine = _preflight(tmp_path, "scheduler.eval_subset=0.5", arguments=["train.eval_subset=0.25"])
+    assert [f for f in mine.fixed if "eval_subset" in f] == ["train.eval_subset=0.25"]
+
+
 def test_a_time_budget_plans_trials_until_it_ends(tmp_path):
     plan = _preflight(tmp_path, "search.time_budget=1h30m", "search.n_trials=null")
     assert plan.size is None and plan.time_budget_s == 5400 and plan.milestone == 2
@@ -76,6 +86,7 @@ def test_command_line_sweep_overrides_edit_the_space(tmp_path):
         (("objective=brier",), [], "objective='brier' is not known"),
         (("search.time_budget=soon",), [], "search.time_budget='soon' is not a duration"),
         (("search.n_trials=null",), [], "search.n_trials=null needs a search.time_budget"),
+        (("scheduler.eval_subset=2",), [], "scheduler.eval_subset=2: give the share"),
         (("data=csv", "data.train_path=does/not/exist.csv"), [], "no such file"),
     ],
 )

@@ -117,6 +117,7 @@ def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
         (["objective=brier"], ["objective='brier'", "temperature+assignment"]),
         (["logger=wandb"], ["logger=wandb", "pip install wandb"]),
         (["train.eval_at=[0,2]"], ["train.eval_at=", "list of evaluation numbers"]),
+        (["train.eval_subset=1.5"], ["train.eval_subset=1.5", "between 0 and 1"]),
     ],
 )
 def test_bad_settings_exit_with_one_clear_message(tmp_path, args, needles):
@@ -137,6 +138,29 @@ def test_eval_at_runs_only_those_evaluations_and_the_last(tmp_path):
     assert result["status"] == "completed" and result["planned_evals"] == 9
     assert result["objective"] == min(r["objective"] for r in records)
     assert result["eval_time_s"] == pytest.approx(sum(r["eval_runtime"] for r in records), 0.3)
+
+
+def test_eval_subset_decides_nothing_the_whole_fold_must(tmp_path):
+    """train.eval_subset=0.5: the evaluations before the last see half the validation
+    questions (in less time); the last sees them all, and the objective, the best checkpoint,
+    calibration and val_predictions.csv come from whole-fold evaluations only."""
+    run_dir = tmp_path / "r"
+    args = ["debug=smoke", "train.epochs=2", "train.eval_every=0.25", "train.eval_at=[2,4,6]"]
+    _ok(run_here(*args, "train.eval_subset=0.5", f"hydra.run.dir={run_dir}"))
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert [(r["eval"], r["subset"]) for r in records] == [
+        (2, True),
+        (4, True),
+        (6, True),
+        (9, False),
+    ]
+    rows = [r["eval_runtime"] * r["eval_samples_per_second"] for r in records]
+    assert rows[-1] == pytest.approx(35, abs=0.5)  # 5 questions of 7 answers
+    assert all(n == pytest.approx(21, abs=0.5) for n in rows[:-1])  # 3 of them
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["objective"] == records[-1]["objective"] and result["best_step"] == 36
+    assert json.loads((run_dir / "calibration.json").read_text())["step"] == 36
+    assert len((run_dir / "val_predictions.csv").read_text().splitlines()) == 36
 
 
 def test_model_by_short_name_from_the_hub_cache(tmp_path):

@@ -178,6 +178,22 @@ def split_by_question(
     return splits[val_fold]
 
 
+def subset_by_question(
+    labels: np.ndarray, groups: np.ndarray, share: float, seed: int
+) -> np.ndarray:
+    """Positions of a fixed subset of about `share` of the validation rows, whole questions
+    only and stratified by label: one fold of StratifiedGroupKFold with round(1 / share)
+    folds. Empty when there are too few questions to split that way."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    k = max(2, round(1 / share))
+    if len(set(groups.tolist())) < k:
+        return np.arange(0)
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    _, subset = next(folds.split(np.zeros(len(labels)), labels, groups))
+    return np.sort(subset)
+
+
 def tokenize(texts: list[str], labels: np.ndarray | None, tokenizer, max_length: int):
     """A `datasets.Dataset` of token ids (and labels), unpadded: padding happens per batch."""
     from datasets import Dataset

@@ -51,10 +51,23 @@ def check_train_config(train_cfg: DictConfig) -> None:
             f"train.eval_at={at!r}: give a list of evaluation numbers, e.g. "
             "'train.eval_at=[2,4,8]' (the last evaluation always runs), or null for every one."
         )
+    check_eval_subset(train_cfg.get("eval_subset"))
     if train_cfg.eval_every <= 0:
         raise UserError(
             f"train.eval_every={train_cfg.eval_every}: must be > 0 (in epochs, "
             "e.g. 0.25 for four evaluations per epoch)."
+        )
+
+
+def check_eval_subset(share, key: str = "train.eval_subset") -> None:
+    """A share of the validation questions in (0, 1), or None."""
+    if share is not None and not (
+        isinstance(share, float | int) and not isinstance(share, bool) and 0 < share < 1
+    ):
+        raise UserError(
+            f"{key}={share!r}: give the share of the validation questions that evaluations "
+            "before the last use, between 0 and 1 (e.g. 0.5), or null for the whole fold "
+            "every time."
         )
 
 

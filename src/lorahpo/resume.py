@@ -28,7 +28,7 @@ from transformers import TrainerCallback
 
 from lorahpo.config_keys import Affects, config_key
 from lorahpo.objective import Objective
-from lorahpo.rundir import EvalRecord, RunDir, read_json, write_json
+from lorahpo.rundir import EvalRecord, RunDir, deciding, read_json, write_json
 
 log = logging.getLogger(__name__)
 MARK = "resume.json"  # in a checkpoint folder: it is complete, and what it continues
@@ -121,7 +121,7 @@ def _marked_checkpoints(folder: Path) -> list[tuple[int, Path, dict]]:
 def _best_logits(rd: RunDir, history: list[EvalRecord], objective: Objective) -> np.ndarray | None:
     if not history:
         return None
-    best = objective.best_record(history)
+    best = objective.best_record(deciding(history))
     path = rd.checkpoints_path / f"checkpoint-{best.step}" / BEST_LOGITS
     return np.load(path) if path.exists() else None
 

@@ -46,6 +46,7 @@ class EvalRecord:
     eval_accuracy: float | None
     train_loss: float | None = None
     planned_evals: int | None = None  # fewer evaluations done: stopped early
+    subset: bool = False  # on train.eval_subset's share of the fold, not the whole of it
     time: float = 0.0  # wall clock at the evaluation, to line trials up in a sweep
     train_started_at: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +67,13 @@ class EvalRecord:
         if key in self.metrics:
             return self.metrics[key]
         return getattr(self, key, default)
+
+
+def deciding(records: list[EvalRecord]) -> list[EvalRecord]:
+    """The evaluations a run's best is chosen from: those of the whole validation fold, or,
+    before the first of them, the subset ones (train.eval_subset)."""
+    whole = [r for r in records if not r.subset]
+    return whole or list(records)
 
 
 @dataclass

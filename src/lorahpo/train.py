@@ -13,9 +13,11 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
 from lorahpo import base_cache, modeling, provenance, scoring, tracking
+from lorahpo import data as data_lib
 from lorahpo.errors import UserError, first_line
 from lorahpo.inputs import Inputs
 from lorahpo.objective import parse_objective
@@ -151,7 +153,9 @@ def _train(
         f"{total:,}",
     )
     plan = training_plan(len(inputs.train_ds), cfg.train, inputs.validate)
-    scorer = EvalScorer(inputs.val_groups(cfg.data.question_column))
+    groups = inputs.val_groups(cfg.data.question_column)
+    subset = _eval_subset(cfg, inputs, groups)
+    scorer = EvalScorer(groups, None if subset is None else groups[subset])
     objective = parse_objective(cfg.objective)  # checked before anything loaded
     resume = resume_point(rd, cfg, objective)  # an interrupted run of this config left one
     recorder = EvalRecorder(
@@ -162,7 +166,7 @@ def _train(
         history=resume.history if resume else None,
         best_logits=resume.best_logits if resume else None,
     )
-    trainer = _trainer(cfg, inputs, model, rd, plan, scorer, recorder)
+    trainer = _trainer(cfg, inputs, model, rd, plan, scorer, recorder, subset)
     for record in recorder.records:  # the evaluations before the checkpoint, told again:
         report(record.to_json())  # a restarted sweep trial counts them from 1 again
     tracking.continue_run(rd.path, resume is not None)
@@ -187,13 +191,37 @@ def _train(
         rd.write_calibration(_calibration(best))
         logits = recorder.best_logits
         if logits is None:  # best before a resume whose checkpoint kept no logits
+            scorer.subset = False
             trainer.predict(inputs.val_ds)  # the best adapter is loaded: the scorer keeps them
             logits = scorer.logits
         _write_predictions(rd, inputs, logits, cfg.data)
     return result
 
 
-def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, plan, scorer, recorder):
+def _eval_subset(cfg: DictConfig, inputs: Inputs, groups):
+    """Positions in the validation set of the train.eval_subset rows; None: whole fold."""
+    share = cfg.train.get("eval_subset")
+    if share is None or not inputs.validate:
+        return None
+    labels = np.asarray(inputs.val_ds["labels"])
+    subset = data_lib.subset_by_question(labels, groups, float(share), int(cfg.data.seed))
+    if len(subset) == 0:
+        log.warning(
+            "train.eval_subset=%s: the validation fold has too few questions to take that "
+            "share of them; every evaluation uses the whole fold",
+            share,
+        )
+        return None
+    log.info(
+        "evaluations before the last: %d of %d validation rows (train.eval_subset=%s)",
+        len(subset),
+        len(labels),
+        share,
+    )
+    return subset
+
+
+def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, plan, scorer, recorder, subset):
     """The HF Trainer of this run, with the project's callbacks and quiet progress."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -213,6 +241,7 @@ def _trainer(cfg: DictConfig, inputs: Inputs, model, rd: RunDir, plan, scorer, r
         model,
         training_arguments(cfg, rd.checkpoints_path, plan.eval_steps, recorder.objective, validate),
         eval_dataset=inputs.val_ds if validate else None,
+        subset_ds=None if subset is None else inputs.val_ds.select(subset),
         compute_metrics=scorer if validate else None,
         # the recorder after ResumeMarks: a checkpoint is marked usable before its evaluation
         # is reported (a scheduler may pause the trial there, to resume from that checkpoint)

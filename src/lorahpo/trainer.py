@@ -21,12 +21,12 @@ from transformers.trainer_callback import ProgressCallback
 
 from lorahpo import scoring, tracking
 from lorahpo.batching import PooledLengthSampler
-from lorahpo.compat.transformers_trainer import SamplerHooks
+from lorahpo.compat.transformers_trainer import TrainerHooks
 from lorahpo.errors import UserError
 from lorahpo.objective import Objective
 from lorahpo.plan import TrainingPlan
 from lorahpo.report import report
-from lorahpo.rundir import EvalRecord, RunDir
+from lorahpo.rundir import EvalRecord, RunDir, deciding
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +87,43 @@ def training_arguments(
     )
 
 
-class InOrderEvalTrainer(SamplerHooks):
+class InOrderEvalTrainer(TrainerHooks):
     """The HF Trainer with `pooled` training batches (lorahpo.batching) and evaluation in
     dataset order. With length grouping on, HF's Trainer also shuffles evaluation batches by
     length; our validation set is already sorted by length, and its predictions must line up
-    with its rows (val_predictions.csv)."""
+    with its rows (val_predictions.csv).
+
+    `subset_ds`: the rows the evaluations before the last use (train.eval_subset); those
+    evaluations tell the `EvalScorer` so, and never become the best checkpoint.
+    """
 
     def __init__(
-        self, *args, pool_batches: int | None = None, train_lengths=None, **kwargs
+        self,
+        *args,
+        pool_batches: int | None = None,
+        train_lengths=None,
+        subset_ds=None,
+        **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.pool_batches = pool_batches  # None: the sampler TrainingArguments name
         self.train_lengths = train_lengths  # tokens per training example, if known
+        self.subset_ds = subset_ds  # evaluations before the last use these rows
+        self.on_subset = False  # whether the evaluation under way is on them
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        self.on_subset = (
+            eval_dataset is None
+            and self.subset_ds is not None
+            and self.state.global_step < self.state.max_steps
+        )
+        if isinstance(self.compute_metrics, EvalScorer):
+            self.compute_metrics.subset = self.on_subset
+        rows = self.subset_ds if self.on_subset else eval_dataset
+        return super().evaluate(rows, ignore_keys, metric_key_prefix)
+
+    def counts_for_best(self) -> bool:
+        return not self.on_subset
 
     def train_sampler(self, dataset):
         if self.pool_batches is None:
@@ -141,11 +166,15 @@ class EvalScorer:
     last evaluation's logits so the best one's can be saved without another pass.
 
     `groups`: the question of each validation row, in evaluation order (enables the
-    post-processed metrics).
+    post-processed metrics); `subset_groups` those of the train.eval_subset rows, used while
+    the trainer says `subset`.
     """
 
-    def __init__(self, groups: np.ndarray | None = None) -> None:
-        self.groups = groups
+    def __init__(
+        self, groups: np.ndarray | None = None, subset_groups: np.ndarray | None = None
+    ) -> None:
+        self.groups, self.subset_groups = groups, subset_groups
+        self.subset = False
         self.logits: np.ndarray | None = None
 
     def __call__(self, eval_pred) -> dict[str, float]:
@@ -153,7 +182,8 @@ class EvalScorer:
         if isinstance(logits, tuple):
             logits = logits[0]
         self.logits = np.asarray(logits, dtype=np.float64)
-        return scoring.score(self.logits, eval_pred.label_ids, self.groups)
+        groups = self.subset_groups if self.subset else self.groups
+        return scoring.score(self.logits, eval_pred.label_ids, groups)
 
 
 class EvalRecorder(TrainerCallback):
@@ -191,10 +221,10 @@ class EvalRecorder(TrainerCallback):
             run_dir.metrics_path.unlink(missing_ok=True)
 
     def is_best_last(self) -> bool:
-        """Whether the latest evaluation is the best so far."""
-        if not self.records or self.records[-1].objective is None:
+        """Whether the latest evaluation is the best so far (and of the whole fold)."""
+        if not self.records or self.records[-1].objective is None or self.records[-1].subset:
             return False
-        best = self.objective.best(r.objective for r in self.records)
+        best = self.objective.best(r.objective for r in deciding(self.records))
         return best is not None and self.objective.better(self.records[-1].objective, best)
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -215,6 +245,7 @@ class EvalRecorder(TrainerCallback):
             eval_accuracy=metrics.pop("eval_accuracy", None),
             train_loss=self.last_train_loss,
             planned_evals=self.planned_evals,
+            subset=self.scorer.subset,
             time=round(time.time(), 3),
             train_started_at=round(self.train_started_at or 0.0, 3),
             metrics={k: v for k, v in metrics.items() if k.startswith("eval_")},
@@ -222,13 +253,14 @@ class EvalRecorder(TrainerCallback):
         self.records.append(record)
         self.run_dir.append_metrics(record)
         log.info(
-            "eval %d/%d  step %d  epoch %.2f  log_loss %.4f  accuracy %.4f",
+            "eval %d/%d  step %d  epoch %.2f  log_loss %.4f  accuracy %.4f%s",
             record.eval,
             self.planned_evals,
             record.step,
             record.epoch,
             record.eval_log_loss,
             record.eval_accuracy,
+            "  (train.eval_subset's rows)" if record.subset else "",
         )
         losses = (record.objective, record.eval_log_loss)
         if any(x is None or not math.isfinite(x) for x in losses):
@@ -250,7 +282,7 @@ class EvalRecorder(TrainerCallback):
         return control
 
     def best(self) -> EvalRecord:
-        return self.objective.best_record(self.records)
+        return self.objective.best_record(deciding(self.records))
 
 
 class EvalSchedule(TrainerCallback):

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from lorahpo import tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.objective import Objective, parse_objective
+from lorahpo.plan import check_eval_subset
 from lorahpo.sweep import lr_range, searchers
 from lorahpo.sweep.budget import parse_duration
 from lorahpo.sweep.schedulers import eval_milestones, first_milestone, make_scheduler
@@ -78,6 +79,10 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
     rungs = eval_milestones(config.scheduler, max_evals)
     if rungs and not any(f.startswith("train.eval_at=") for f in fixed):
         fixed.append(f"train.eval_at=[{','.join(map(str, rungs))}]")
+    share = config.scheduler.get("eval_subset")
+    check_eval_subset(share, "scheduler.eval_subset")
+    if share is not None and not any(f.startswith("train.eval_subset=") for f in fixed):
+        fixed.append(f"train.eval_subset={share}")  # the scheduler's decisions, on a subset
     return SweepPlan(
         sweep_dir=sweep_dir,
         root=root,

@@ -3,14 +3,18 @@ report (stopped early? failed?). Searchers, schedulers, the driver and the trial
 names; the objective's direction comes from `lorahpo.objective`.
 
 One report per evaluation; `objective` is the best value so far in the objective's
-direction. A trial whose training code fails reports once more, `failed` set (with no new
-evaluation), and returns: Ray then sees a finished trial, so its failure policy only ever
-retries lost workers and nodes, while searchers are told the trial failed.
+direction (over the whole-fold evaluations once there is one: before it, the rung
+evaluations of train.eval_subset's rows). A trial whose training code fails reports once
+more, `failed` set (with no new evaluation), and returns: Ray then sees a finished trial, so
+its failure policy only ever retries lost workers and nodes, while searchers are told the
+trial failed.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from lorahpo.objective import Objective
 
 METRIC = "objective"  # best so far of the run's objective
 TIME_ATTR = "evals"  # evaluations done: the schedulers' budget unit
@@ -30,6 +34,25 @@ def evaluation(record: dict[str, Any], best: float, num: int) -> dict[str, Any]:
         PLANNED_ATTR: record.get("planned_evals"),
         TRIAL_ATTR: num,
     }
+
+
+class BestSoFar:
+    """A trial's `objective` as it reports it, one evaluation record at a time: the best of
+    its whole-fold evaluations, or, before the first, of its subset ones (the rung
+    evaluations of train.eval_subset: the scheduler compares trials on those)."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+        self.whole: float | None = None
+        self.subset: float | None = None
+
+    def add(self, record: dict[str, Any]) -> float | None:
+        value = record["objective"]
+        if record.get("subset"):
+            self.subset = self.objective.best([self.subset, value])
+        else:
+            self.whole = self.objective.best([self.whole, value])
+        return self.whole if self.whole is not None else self.subset
 
 
 def failure(last: dict[str, Any] | None, num: int) -> dict[str, Any]:

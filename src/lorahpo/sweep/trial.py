@@ -46,18 +46,18 @@ class TrialSpec:
 
 
 class Reports:
-    """The trial's reports to Ray Tune: one per evaluation, the best objective so far."""
+    """The trial's reports to Ray Tune: one per evaluation, the best objective so far
+    (`reported.BestSoFar`)."""
 
     def __init__(self, num: int, objective: Objective) -> None:
-        self.num, self.objective = num, objective
-        self.best: float | None = None
+        self.num = num
+        self.best = reported.BestSoFar(objective)
         self.last: dict[str, Any] | None = None
 
     def __call__(self, record: dict[str, Any]) -> None:
         from ray import tune
 
-        self.best = self.objective.best([self.best, record["objective"]])
-        self.last = reported.evaluation(record, self.best, self.num)
+        self.last = reported.evaluation(record, self.best.add(record), self.num)
         tune.report(self.last)
 
     def failure(self) -> None:

@@ -211,6 +211,8 @@ def test_promotion_asha_pauses_trials_at_rungs_and_resumes_the_promoted_ones(ash
             log = (tmp_path / str(row.number) / "train.log").read_text()
             assert log.count("resuming from checkpoint-") == len(starts) - 1, log
             assert "starting from step 0" not in log, log
+            span = pd.Timestamp(row.ended_at) - pd.Timestamp(row.started_at)
+            assert row.duration_s < span.total_seconds()  # the time it waited paused left out
         for r in records:
             reached.setdefault(r["eval"], []).append((r["objective"], row.number))
         if row.status == "stopped":
@@ -508,6 +510,34 @@ def test_a_replayed_trial_keeps_its_first_start(tmp_path):
     row = collect_trials(tmp_path, ["lora.r"]).iloc[0]
     assert row["started_at"] == pd.Timestamp(100.0, unit="s").isoformat(timespec="milliseconds")
     assert (row["status"], row["lora.r"], row["duration_s"]) == ("completed", 8, 102.0)
+
+
+@pytest.mark.unit
+def test_a_trials_duration_leaves_out_its_pauses(tmp_path):
+    """duration_s counts the seconds a trial ran: promoted once (paused 10 s), it ran 30 s;
+    paused and then stopped at the sweep's end, 5 s."""
+    from lorahpo.sweep.ledger import EVENTS_FILE, NUMBERS_FILE
+    from lorahpo.sweep.table import collect_trials
+
+    (tmp_path / NUMBERS_FILE).write_text(json.dumps({"a": 0, "b": 1}))
+    events = [
+        ("a", "start", 100.0),
+        ("a", "paused", 110.0),
+        ("b", "start", 110.0),
+        ("b", "paused", 115.0),
+        ("a", "start", 120.0),
+        ("a", "complete", 140.0),
+        ("b", "complete", 141.0),
+    ]
+    (tmp_path / EVENTS_FILE).write_text(
+        "".join(
+            json.dumps({"trial_id": i, "event": e, "time": t, "params": {}}) + "\n"
+            for i, e, t in events
+        )
+    )
+    table = collect_trials(tmp_path, [])
+    assert list(table["duration_s"]) == [30.0, 5.0]
+    assert list(table["status"]) == ["stopped", "stopped"]
 
 
 @pytest.mark.xdist_group("random_fifo")  # shares a module fixture: one worker runs them

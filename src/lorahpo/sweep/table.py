@@ -19,7 +19,7 @@ import pandas as pd
 
 from lorahpo.errors import first_line
 from lorahpo.objective import DEFAULT, Objective
-from lorahpo.rundir import STATUSES, RunDir
+from lorahpo.rundir import STATUSES, RunDir, deciding
 from lorahpo.sweep import ledger, reported
 from lorahpo.sweep.budget import ended_at_budget
 
@@ -68,12 +68,18 @@ COLUMNS += ["duration_s", "worker", "run_dir", "error_file", "trial_id"]  # para
 
 
 def _events_by_trial(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """Trial id -> event name -> the latest such event of the trial's latest attempt."""
+    """Trial id -> event name -> the latest such event of the trial's latest attempt; under
+    `running`, the seconds it ran before its latest start (time paused at a rung left out)."""
     events: dict[str, dict[str, Any]] = {}
     for e in ledger.read_events(sweep_dir):
         trial = events.setdefault(e["trial_id"], {})
+        if e["event"] == "paused" and "start" in trial:
+            run = trial.setdefault("running", {"since": trial["start"]["time"], "before": 0.0})
+            run["before"] += e["time"] - (run["since"] or e["time"])
+            run["since"] = None  # until it is promoted
         if e["event"] == "start" and "paused" in trial:  # promoted: the same run goes on
             del trial["paused"]
+            trial["running"]["since"] = e["time"]
             continue
         if e["event"] == "start":  # a restarted trial starts afresh...
             first, worker = trial.get("start"), trial.get("worker")
@@ -120,7 +126,7 @@ def _row(
         value = result.objective
     else:  # a stopped or paused trial: the best of the evaluations it did
         partial = status in ("stopped", "paused")
-        value = objective.best(m.objective for m in metrics) if partial else None
+        value = objective.best(m.objective for m in deciding(metrics)) if partial else None
     worker = ev.get("worker") or {}
     start = (ev.get("start") or {}).get("time")
     end = (ev.get("complete") or ev.get("error") or {}).get("time")
@@ -132,13 +138,21 @@ def _row(
         "steps": metrics[-1].step if metrics else 0,
         "started_at": _iso(start),
         "ended_at": _iso(end),
-        "duration_s": round(end - start, 2) if start and end else None,
+        "duration_s": _seconds_running(ev, start, end),
         **{key: params.get(key) for key in param_keys},
         "worker": f"{worker['host']}:{worker['pid']}" if worker else "",
         "run_dir": str(rd.path),
         "error_file": str(rd.error_path) if status == "failed" and rd.error_path.exists() else "",
         "trial_id": trial_id,
     }
+
+
+def _seconds_running(ev: dict[str, Any], start: float | None, end: float | None):
+    """From the trial's start to its end, less the time it waited paused at a rung."""
+    if not (start and end):
+        return None
+    run = ev.get("running") or {"since": start, "before": 0.0}
+    return round(run["before"] + end - (run["since"] or end), 2)
 
 
 def best_trial(trials: pd.DataFrame, objective: Objective = DEFAULT) -> pd.Series | None:

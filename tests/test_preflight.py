@@ -47,13 +47,16 @@ def test_under_asha_trials_evaluate_where_it_decides_and_at_their_end(tmp_path):
 
 
 def test_scheduler_eval_subset_reaches_the_trials(tmp_path):
-    """scheduler.eval_subset becomes every trial's train.eval_subset (the user's own
-    train.eval_subset stands); none by default."""
-    assert not any(f.startswith("train.eval_subset") for f in _preflight(tmp_path).fixed)
-    plan = _preflight(tmp_path, "scheduler.eval_subset=0.5")
+    """scheduler.eval_subset (0.5 under the default asha) becomes every trial's
+    train.eval_subset; the user's own train.eval_subset stands; null turns it off."""
+    plan = _preflight(tmp_path)
     assert "train.eval_subset=0.5" in plan.fixed and "train.eval_at=[2,4,8]" in plan.fixed
-    mine = _preflight(tmp_path, "scheduler.eval_subset=0.5", arguments=["train.eval_subset=0.25"])
-    assert [f for f in mine.fixed if "eval_subset" in f] == ["train.eval_subset=0.25"]
+    off = _preflight(tmp_path, "scheduler.eval_subset=null").fixed
+    assert not any(f.startswith("train.eval_subset") for f in off)
+    mine = _preflight(tmp_path, arguments=["train.eval_subset=0.25"])
+    assert [f for f in mine.fixed if f.startswith("train.eval_subset")] == [
+        "train.eval_subset=0.25"
+    ]
 
 
 def test_a_time_budget_plans_trials_until_it_ends(tmp_path):

@@ -83,15 +83,18 @@ def test_a_subset_evaluation_never_becomes_the_best_checkpoint(tmp_path):
     import torch
     from transformers import TrainingArguments
 
-    from lorahpo.trainer import InOrderEvalTrainer
+    from lorahpo.trainer import EvalScorer, InOrderEvalTrainer
 
     args = TrainingArguments(
         output_dir=str(tmp_path), metric_for_best_model="log_loss", use_cpu=True, report_to=[]
     )
-    trainer = InOrderEvalTrainer(model=torch.nn.Linear(2, 2), args=args)
-    trainer.on_subset = True
+    scorer = EvalScorer()
+    trainer = InOrderEvalTrainer(
+        model=torch.nn.Linear(2, 2), args=args, compute_metrics=scorer, subset_ds=[]
+    )
+    scorer.subset = True
     assert not trainer._determine_best_metric({"eval_log_loss": 0.1}, None)
     assert trainer.state.best_metric is None
-    trainer.on_subset = False
+    scorer.subset = False
     assert trainer._determine_best_metric({"eval_log_loss": 0.5}, None)
     assert trainer.state.best_metric == 0.5

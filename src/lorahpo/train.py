@@ -191,7 +191,6 @@ def _train(
         rd.write_calibration(_calibration(best))
         logits = recorder.best_logits
         if logits is None:  # best before a resume whose checkpoint kept no logits
-            scorer.subset = False
             trainer.predict(inputs.val_ds)  # the best adapter is loaded: the scorer keeps them
             logits = scorer.logits
         _write_predictions(rd, inputs, logits, cfg.data)

@@ -93,8 +93,10 @@ class InOrderEvalTrainer(TrainerHooks):
     length; our validation set is already sorted by length, and its predictions must line up
     with its rows (val_predictions.csv).
 
-    `subset_ds`: the rows the evaluations before the last use (train.eval_subset); those
-    evaluations tell the `EvalScorer` so, and never become the best checkpoint.
+    `subset_ds`: the rows the evaluations before the last use (train.eval_subset). Whether
+    the evaluation under way is on them is the `EvalScorer`'s `subset` (it picks the rows'
+    questions by it, the recorder marks the record by it); this trainer alone sets it, and an
+    evaluation on the subset never becomes the best checkpoint.
     """
 
     def __init__(
@@ -109,21 +111,29 @@ class InOrderEvalTrainer(TrainerHooks):
         self.pool_batches = pool_batches  # None: the sampler TrainingArguments name
         self.train_lengths = train_lengths  # tokens per training example, if known
         self.subset_ds = subset_ds  # evaluations before the last use these rows
-        self.on_subset = False  # whether the evaluation under way is on them
+        if subset_ds is not None and not isinstance(self.compute_metrics, EvalScorer):
+            raise TypeError("subset_ds needs an EvalScorer as compute_metrics")
+
+    def _on_subset(self, subset: bool) -> None:
+        if self.subset_ds is not None:
+            self.compute_metrics.subset = subset
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-        self.on_subset = (
+        subset = (
             eval_dataset is None
             and self.subset_ds is not None
             and self.state.global_step < self.state.max_steps
         )
-        if isinstance(self.compute_metrics, EvalScorer):
-            self.compute_metrics.subset = self.on_subset
-        rows = self.subset_ds if self.on_subset else eval_dataset
+        self._on_subset(subset)
+        rows = self.subset_ds if subset else eval_dataset
         return super().evaluate(rows, ignore_keys, metric_key_prefix)
 
+    def predict(self, test_dataset, *args, **kwargs):
+        self._on_subset(False)  # after a run stopped at a subset evaluation, too
+        return super().predict(test_dataset, *args, **kwargs)
+
     def counts_for_best(self) -> bool:
-        return not self.on_subset
+        return not getattr(self.compute_metrics, "subset", False)
 
     def train_sampler(self, dataset):
         if self.pool_batches is None:
@@ -167,7 +177,7 @@ class EvalScorer:
 
     `groups`: the question of each validation row, in evaluation order (enables the
     post-processed metrics); `subset_groups` those of the train.eval_subset rows, used while
-    the trainer says `subset`.
+    `subset` (set by `InOrderEvalTrainer` for each evaluation).
     """
 
     def __init__(

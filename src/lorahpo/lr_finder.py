@@ -25,6 +25,11 @@ LR_START, LR_END, STEPS = 1e-7, 1.0, 100  # Lightning's lr_find defaults (its st
 SMOOTHING = 0.98  # the loss's exponential moving average, bias-corrected (fastai)
 STOP_FACTOR = 4.0  # stop once the smoothed loss is this many times its lowest (Lightning)
 SKIP_BEGIN = 10  # steps left out of the steepest-slope search (Lightning's skip_begin)
+# For its lowest point to say anything, the smoothed loss must fall this share below where it
+# started: a pretrained model that learns slowly keeps it flat (at ln 7, a 7-way guess, within
+# 0.2%) until it diverges, and the lowest point of a flat curve is noise; the tiny model's
+# falls by 3-5%
+MIN_FALL = 0.02
 
 
 class RisingLR(TrainerCallback):
@@ -62,8 +67,9 @@ def suggest(lrs: list[float], losses: list[float]) -> dict:
     """Where the smoothed loss is lowest and where it falls fastest (per log-learning-rate),
     and the range to search: from the steepest fall (Lightning's suggestion) to a third of
     the lowest-loss rate, so that it holds fastai's rule of thumb too (an order of magnitude
-    below the lowest loss); one to two decades wide. `range` is None when the loss never
-    fell below where it was after the first steps: the test says nothing then."""
+    below the lowest loss); one to two decades wide. `range` is None when the smoothed loss
+    never fell MIN_FALL below where it was after the first steps (`fall` is how far it fell,
+    as a share of that): the test says nothing then."""
     smoothed = [s if math.isfinite(s) else math.inf for s in smooth(losses)]
     if len(smoothed) < 5 or not math.isfinite(min(smoothed)):
         raise ValueError(f"the range test recorded {len(smoothed)} usable steps, too few")
@@ -75,11 +81,15 @@ def suggest(lrs: list[float], losses: list[float]) -> dict:
         slope = np.gradient(np.array(smoothed[part]), np.log(lrs[part]))
         steepest = begin + int(np.argmin(slope))
     top = lrs[lowest]
-    fell = smoothed[lowest] < smoothed[begin]
+    fall = 1 - smoothed[lowest] / smoothed[begin]
     return {
         "lr_lowest_loss": top,
         "lr_steepest": lrs[steepest],
-        "range": [min(max(lrs[steepest], top / 300), top / 30), top / 3] if fell else None,
+        "fall": fall,
+        "needed_fall": MIN_FALL,
+        "range": [min(max(lrs[steepest], top / 300), top / 30), top / 3]
+        if fall >= MIN_FALL
+        else None,
         "lrs": lrs[: len(losses)],
         "losses": losses,
         "smoothed": smoothed,

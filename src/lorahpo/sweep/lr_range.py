@@ -40,10 +40,14 @@ def narrow(
         return space, f"search.lr_range=auto left out: {KEY} is not searched"
     result = found_range(sweep_dir, cfg)
     if result["range"] is None:
+        own = space[KEY]
+        own = list(own.values) if own.is_choice else f"[{own.low:.2g}, {own.high:.2g}]"
         return space, (
-            "learning-rate range test: the loss did not fall at any learning rate from "
-            f"{result['lrs'][0]:.0e} to {result['lrs'][-1]:.0e}, so it suggests no range: "
-            f"{KEY} searched in the space's own ({sweep_dir / FOLDER / PLOT_FILE})"
+            f"learning-rate range test: from {result['lrs'][0]:.0e} to {result['lrs'][-1]:.0e} "
+            f"the smoothed training loss fell {max(result['fall'], 0.0):.1%} at most, under "
+            f"the {result['needed_fall']:.1%} it takes to tell a fall from noise, so it "
+            f"suggests no range: {KEY} searched in the space's own {own} "
+            f"({sweep_dir / FOLDER / PLOT_FILE})"
         )
     low, high = result["range"]
     narrowed = {**space, KEY: Param(KEY, low=low, high=high, log=True)}

@@ -36,6 +36,7 @@ import pandas as pd
 
 from lorahpo.rundir import RunDir
 from lorahpo.sweep import searchers
+from lorahpo.sweep.table import epoch_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "TOKENIZERS_PARALLELISM": "false"}
@@ -98,13 +99,15 @@ def _eval_seconds(run_dir: Path) -> float:
 
 
 def sweep_curve(sweep_dir: Path, start: float, budget: float) -> dict:
+    """`start`: when the command began (time.time()); a trial's time for the evaluation
+    share is its `duration_s`, the time it ran (paused at a rung left out; a trial paused at
+    the budget's end counts the time it ran)."""
     t = pd.read_csv(sweep_dir / "trials.csv")
-    end = pd.to_datetime(t["ended_at"]).astype("int64") / 1e9 - start
-    begin = pd.to_datetime(t["started_at"]).astype("int64") / 1e9 - start
+    end = epoch_seconds(t["ended_at"]) - start
     done = (t["status"] == "completed") & t["objective"].notna()
     evals = [
         (_eval_seconds(Path(r)), w)
-        for r, w in zip(t["run_dir"], (end - begin).fillna(0), strict=True)
+        for r, w in zip(t["run_dir"], t["duration_s"].fillna(0), strict=True)
         if w > 0
     ]
     return curve(end[done].to_numpy(), t["objective"][done].to_numpy(), budget, evals)

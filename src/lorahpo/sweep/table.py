@@ -148,10 +148,13 @@ def _row(
 
 
 def _seconds_running(ev: dict[str, Any], start: float | None, end: float | None):
-    """From the trial's start to its end, less the time it waited paused at a rung."""
+    """From the trial's start to its end, less the time it waited paused at a rung; for a
+    trial paused now (the sweep ended with it at a rung), the time it ran until then."""
+    run = ev.get("running") or {"since": start, "before": 0.0}
+    if start and not end and "paused" in ev:
+        return round(run["before"], 2)
     if not (start and end):
         return None
-    run = ev.get("running") or {"since": start, "before": 0.0}
     return round(run["before"] + end - (run["since"] or end), 2)
 
 
@@ -213,3 +216,9 @@ def format_table(
 
 def _iso(t: float | None) -> str:
     return pd.Timestamp(t, unit="s").isoformat(timespec="milliseconds") if t else ""
+
+
+def epoch_seconds(values: pd.Series) -> pd.Series:
+    """trials.csv's `started_at` / `ended_at` (UTC, as `_iso` writes them) as seconds since
+    the epoch, NaN where blank; whatever resolution pandas gives the parsed times."""
+    return (pd.to_datetime(values) - pd.Timestamp(0)) / pd.Timedelta(seconds=1)

@@ -1,5 +1,6 @@
-"""The learning-rate range test (`search.lr_range=auto`): its suggestion from a loss curve,
-the sweep plan it narrows, and one real test on the tiny model."""
+"""The learning-rate range test (`search.lr_range=auto`): its suggestion from a loss curve and
+the sweep plan it narrows (the real test on the tiny model runs in a sweep of
+tests/test_sweep.py)."""
 
 import json
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from lorahpo.errors import UserError
-from lorahpo.lr_finder import MIN_FALL, STEPS, smooth, suggest
+from lorahpo.lr_finder import MIN_FALL, smooth, suggest
 from lorahpo.sweep import lr_range
 from lorahpo.sweep.preflight import preflight
 
@@ -108,22 +109,3 @@ def test_lr_range_settings_that_do_not_apply(tmp_path):
     plan = _preflight(tmp_path, "search.lr_range=auto", arguments=["train.lr=1e-3"])
     assert plan.notes[0] == "search.lr_range=auto left out: train.lr is not searched"
     assert not (tmp_path / lr_range.FOLDER).exists()  # no test run for nothing
-
-
-@pytest.mark.cli
-def test_a_range_test_on_the_tiny_model(tmp_path):
-    """The real test, as a sweep runs it (its own process): the learning rate rises over the
-    steps, the loss of each is kept, the plot is written, and the range is suggested."""
-    cfg = compose_cfg("debug=smoke")
-    cfg = {k: cfg[k] for k in cfg if k != "hydra"}
-    from omegaconf import OmegaConf
-
-    found = lr_range.found_range(tmp_path, OmegaConf.create(cfg))
-    folder = tmp_path / lr_range.FOLDER
-    assert (folder / lr_range.PLOT_FILE).stat().st_size > 10_000
-    assert 5 <= len(found["losses"]) <= STEPS and all(np.isfinite(found["losses"][:5]))
-    assert found["lrs"] == sorted(found["lrs"]) and found["lrs"][0] == pytest.approx(1e-7)
-    assert found["fall"] >= found["needed_fall"]  # it learns: the loss fell clearly
-    low, high = found["range"]
-    assert 10 <= high / low <= 100 and high == pytest.approx(found["lr_lowest_loss"] / 3)
-    assert lr_range.found_range(tmp_path, None) == found  # recorded: not run again

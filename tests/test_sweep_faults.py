@@ -58,7 +58,7 @@ def _check_every_evaluation_once(sweep_dir: Path, trials: pd.DataFrame, planned:
 
 
 def test_a_sigkilled_driver_resumes_its_running_trials_mid_way_and_leaves_no_strays(tmp_path):
-    sweep = [*ONE_AT_A_TIME, "search.n_trials=4", "train.epochs=4", "hardware.concurrency=2"]
+    sweep = [*ONE_AT_A_TIME, "search.n_trials=4", "train.epochs=3", "hardware.concurrency=2"]
     proc = start_sweep(tmp_path, *sweep)
     # trials 0 and 1 run first; kill when a later trial is past its first checkpoints
     _wait_until(lambda: _evals(tmp_path / "2") >= 3, what="trial 2 at its 3rd evaluation")
@@ -94,13 +94,13 @@ def test_a_sigkilled_driver_resumes_its_running_trials_mid_way_and_leaves_no_str
     for n in interrupted:  # each running trial continued from its latest checkpoint
         result = json.loads((tmp_path / str(n) / "result.json").read_text())
         assert result.get("resumed_from_step", 0) > 0, (n, result)
-    _check_every_evaluation_once(tmp_path, trials, 8)
-    for n, counts in _ray_iterations(tmp_path).items():  # the scheduler saw 1..8 in the end
-        assert counts and counts[-1] == 8, (n, counts)
+    _check_every_evaluation_once(tmp_path, trials, 6)
+    for n, counts in _ray_iterations(tmp_path).items():  # the scheduler saw 1..6 in the end
+        assert counts and counts[-1] == 6, (n, counts)
 
 
 def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path):
-    sweep = start_sweep(tmp_path, *ONE_AT_A_TIME, "search.n_trials=2", "train.epochs=4")
+    sweep = start_sweep(tmp_path, *ONE_AT_A_TIME, "search.n_trials=2", "train.epochs=2")
     worker = wait_for_event(tmp_path, "worker")
     _wait_until(lambda: list((tmp_path / "0/checkpoints").glob("*/resume.json")), what="ckpt")
     os.kill(worker["pid"], signal.SIGKILL)  # as the kernel's out-of-memory killer does
@@ -114,12 +114,12 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path):
     events = [e for e in read_events(tmp_path) if e["trial_id"] == worker["trial_id"]]
     assert [e["event"] for e in events].count("retry") == 1
     assert len({e["pid"] for e in events if e["event"] == "worker"}) == 2
-    _check_every_evaluation_once(tmp_path, trials, 8)
+    _check_every_evaluation_once(tmp_path, trials, 4)
 
 
 def test_a_killed_worker_without_retries_fails_its_trial_with_a_memory_hint(tmp_path):
     sweep = start_sweep(
-        tmp_path, *ONE_AT_A_TIME, "search.n_trials=2", "train.epochs=4", "hardware.max_retries=0"
+        tmp_path, *ONE_AT_A_TIME, "search.n_trials=2", "train.epochs=3", "hardware.max_retries=0"
     )
     worker = wait_for_event(tmp_path, "worker")
     time.sleep(3)  # inside the first trial
@@ -146,7 +146,7 @@ def test_a_lost_node_is_retried_on_another_from_the_trials_checkpoint(tmp_path):
             tmp_path,
             *ONE_AT_A_TIME,
             "search.n_trials=1",
-            "train.epochs=6",
+            "train.epochs=4",
             f"hardware.ray_address={cluster.address}",
         )
         first = wait_for_event(tmp_path, "worker", timeout=180)
@@ -166,4 +166,4 @@ def test_a_lost_node_is_retried_on_another_from_the_trials_checkpoint(tmp_path):
     ]
     result = json.loads((tmp_path / "0" / "result.json").read_text())
     assert result["resumed_from_step"] > 0
-    _check_every_evaluation_once(tmp_path, trials, 12)
+    _check_every_evaluation_once(tmp_path, trials, 8)

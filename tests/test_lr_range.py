@@ -100,6 +100,13 @@ def test_a_range_test_that_suggests_nothing_leaves_the_space_as_it_is(tmp_path):
     assert "from 1e-07 to 1e+00 the smoothed training loss fell 0.3% at most" in said
     assert "under the 2.0% it takes to tell a fall from noise" in said
     assert "train.lr searched in the space's own [0.0002, 0.003]" in said
+    # a resumed sweep whose result was recorded before `fall` was kept reads it too
+    result_file = tmp_path / lr_range.FOLDER / lr_range.RESULT_FILE
+    old = {k: v for k, v in json.loads(result_file.read_text()).items() if "fall" not in k}
+    result_file.write_text(json.dumps(old))
+    said = _preflight(tmp_path, "search.lr_range=auto").notes[0]
+    assert "from 1e-07 to 1e+00 the smoothed training loss did not fall, so it" in said
+    assert "train.lr searched in the space's own [0.0002, 0.003]" in said
 
 
 @pytest.mark.unit

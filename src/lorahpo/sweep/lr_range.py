@@ -42,12 +42,16 @@ def narrow(
     if result["range"] is None:
         own = space[KEY]
         own = list(own.values) if own.is_choice else f"[{own.low:.2g}, {own.high:.2g}]"
+        fell = (  # a result recorded before `fall` was kept: its loss never fell at all
+            f"fell {max(result['fall'], 0.0):.1%} at most, under the "
+            f"{result['needed_fall']:.1%} it takes to tell a fall from noise"
+            if "fall" in result
+            else "did not fall"
+        )
         return space, (
             f"learning-rate range test: from {result['lrs'][0]:.0e} to {result['lrs'][-1]:.0e} "
-            f"the smoothed training loss fell {max(result['fall'], 0.0):.1%} at most, under "
-            f"the {result['needed_fall']:.1%} it takes to tell a fall from noise, so it "
-            f"suggests no range: {KEY} searched in the space's own {own} "
-            f"({sweep_dir / FOLDER / PLOT_FILE})"
+            f"the smoothed training loss {fell}, so it suggests no range: {KEY} searched in "
+            f"the space's own {own} ({sweep_dir / FOLDER / PLOT_FILE})"
         )
     low, high = result["range"]
     narrowed = {**space, KEY: Param(KEY, low=low, high=high, log=True)}

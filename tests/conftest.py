@@ -138,12 +138,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Tests run two at a time (pytest-xdist); one marked `alone` waits until the others
-    that train are done and keeps them waiting while it runs (module fixtures it sets up
-    included); `unit` tests, in-process and light, go on beside it. A turnstile in front of
-    a shared room: no test enters the room after an `alone` one asked."""
+    """Tests run two at a time (pytest-xdist); one marked `alone` waits until the sweeps
+    (Ray tests, two trials each) are done and keeps them waiting while it runs (module
+    fixtures it sets up included); `unit` and `cli` tests, one core each, go on beside it.
+    A turnstile in front of a shared room: no test enters the room after an `alone` one
+    asked."""
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if not run_id or item.get_closest_marker("unit"):  # -n 0: one at a time anyway
+    one_core = item.get_closest_marker("unit") or item.get_closest_marker("cli")
+    if not run_id or one_core:  # -n 0: one at a time anyway
         yield
         return
     import fcntl
@@ -164,8 +166,8 @@ TIERS = ("unit", "cli", "ray", "faults")  # by cost; pyproject.toml describes ea
 
 def pytest_collection_modifyitems(config, items):
     """Every test belongs to exactly one tier, so that `-m` selects the suite by cost. The
-    costly tiers run first, then the `alone` tests beside the unit tier, so that two at a
-    time the suite ends on short tests instead of waiting on a long one."""
+    costly tiers run first, then the `alone` tests with the cli and unit tiers beside them,
+    so that two at a time the suite ends on short tests instead of waiting on a long one."""
     rank = {}
     for item in items:
         tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
@@ -176,6 +178,6 @@ def pytest_collection_modifyitems(config, items):
             )
         alone = item.get_closest_marker("alone") is not None
         rank[item.nodeid] = (
-            3 if alone else {"faults": 0, "ray": 1, "cli": 2, "unit": 4}[tiers.pop()]
+            2 if alone else {"faults": 0, "ray": 1, "cli": 3, "unit": 4}[tiers.pop()]
         )
     items.sort(key=lambda item: rank[item.nodeid])  # stable: file order within a rank

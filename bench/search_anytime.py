@@ -23,6 +23,7 @@ seed against the plain way's median). Writes a PNG of the median best-so-far aga
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -161,6 +162,8 @@ def plain_tpe(tmp: Path, seed: int, slots: int, budget: float, overrides: list[s
             if ended:
                 ends.append(_finished_at(run_dir) - start)
                 values.append(result.objective)
+    (tmp / f"plain-{seed}").mkdir(parents=True, exist_ok=True)
+    (tmp / f"plain-{seed}" / "bench_start.json").write_text(json.dumps({"started": start}))
     return curve(np.array(ends), np.array(values), budget, evals)
 
 
@@ -294,6 +297,8 @@ def main() -> None:
                     f"hydra.sweep.dir={d}",
                     *a.overrides,
                 )
+                # when the command began: the curves count from it (kept for a re-analysis)
+                (d / "bench_start.json").write_text(json.dumps({"started": start}))
                 _report(curves, (search, sched), seed, sweep_curve(d, start, a.budget))
         if not a.no_plain:
             c = plain_tpe(tmp, seed, a.slots, a.budget, list(a.overrides))
@@ -309,6 +314,7 @@ def main() -> None:
     for line in goal(table, default_combination()):
         print(line)
     plot(curves, default, a.budget, a.png)
+    print(f"sweeps and runs: {tmp} (each sweep's start in its bench_start.json)")
 
 
 def _number(v: float) -> str:

@@ -139,10 +139,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """Tests run two at a time (pytest-xdist); one marked `alone` waits until the sweeps
-    (Ray tests, two trials each) are done and keeps them waiting while it runs (module
-    fixtures it sets up included); `unit` and `cli` tests, one core each, go on beside it.
-    A turnstile in front of a shared room: no test enters the room after an `alone` one
-    asked."""
+    (ray and faults tests, two trials each) are done and keeps them waiting while it runs
+    (module fixtures it sets up included); `unit` and `cli` tests, one core each, go on
+    beside it. A turnstile in front of a shared room: no test enters the room after an
+    `alone` one asked."""
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     one_core = item.get_closest_marker("unit") or item.get_closest_marker("cli")
     if not run_id or one_core:  # -n 0: one at a time anyway

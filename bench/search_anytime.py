@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "TOKENIZERS_PARALLELISM": "false"}
 SHARES = (0.25, 0.5, 1.0)
 PLAIN = ("plain tpe", "fifo, batches")  # the baseline's row
+START_FILE = "bench_start.json"  # beside each sweep: when its command began, for re-analysis
 
 
 def _cli(*args: str) -> float:
@@ -130,12 +131,13 @@ def plain_tpe(tmp: Path, seed: int, slots: int, budget: float, overrides: list[s
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
     env = {**ENV, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    folder = tmp / f"plain-{seed}"
     start, ends, values, evals, n = time.time(), [], [], [], 0
     while time.time() - start < budget:
         batch = [study.ask(dists) for _ in range(slots)]
         procs = []
         for trial in batch:
-            run_dir = tmp / f"plain-{seed}" / str(n)
+            run_dir = folder / str(n)
             n += 1
             args = [*trial_overrides(trial.params), "progress_bar=false", *overrides]
             cmd = [sys.executable, "train.py", *args, f"hydra.run.dir={run_dir}"]
@@ -162,9 +164,14 @@ def plain_tpe(tmp: Path, seed: int, slots: int, budget: float, overrides: list[s
             if ended:
                 ends.append(_finished_at(run_dir) - start)
                 values.append(result.objective)
-    (tmp / f"plain-{seed}").mkdir(parents=True, exist_ok=True)
-    (tmp / f"plain-{seed}" / "bench_start.json").write_text(json.dumps({"started": start}))
+    _keep_start(folder, start)
     return curve(np.array(ends), np.array(values), budget, evals)
+
+
+def _keep_start(folder: Path, start: float) -> None:
+    """The curves count from `start`; kept so that a figure can be recomputed exactly."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / START_FILE).write_text(json.dumps({"started": start}))
 
 
 def _finished_at(run_dir: Path) -> float:
@@ -297,8 +304,7 @@ def main() -> None:
                     f"hydra.sweep.dir={d}",
                     *a.overrides,
                 )
-                # when the command began: the curves count from it (kept for a re-analysis)
-                (d / "bench_start.json").write_text(json.dumps({"started": start}))
+                _keep_start(d, start)
                 _report(curves, (search, sched), seed, sweep_curve(d, start, a.budget))
         if not a.no_plain:
             c = plain_tpe(tmp, seed, a.slots, a.budget, list(a.overrides))
@@ -314,7 +320,7 @@ def main() -> None:
     for line in goal(table, default_combination()):
         print(line)
     plot(curves, default, a.budget, a.png)
-    print(f"sweeps and runs: {tmp} (each sweep's start in its bench_start.json)")
+    print(f"sweeps and runs: {tmp} (each sweep's start in its {START_FILE})")
 
 
 def _number(v: float) -> str:

@@ -4,9 +4,9 @@ told as what they are."""
 import math
 
 import pytest
-from omegaconf import OmegaConf
 
 from lorahpo.objective import DEFAULT
+from lorahpo.schema import group_node
 from lorahpo.sweep import searchers
 from lorahpo.sweep.space import build_space, start_points
 
@@ -25,7 +25,7 @@ SPACE, _ = build_space(
 
 
 def _searcher(algorithm, points=None, tmp_path=None, **search):
-    cfg = OmegaConf.create({"algorithm": algorithm, "seed": 0, "n_initial": 2, **search})
+    cfg = group_node("search", algorithm=algorithm, seed=0, n_initial=2, **search)
     ctx = searchers.BuildContext(cfg, SPACE, DEFAULT, 4, tmp_path, points or [])
     searcher, domains = searchers.build(ctx)
     if domains:

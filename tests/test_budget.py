@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from lorahpo.errors import UserError
 from lorahpo.objective import DEFAULT
 from lorahpo.rundir import EvalRecord, RunDir
+from lorahpo.schema import group_node
 from lorahpo.sweep import budget, ledger, searchers
 from lorahpo.sweep.budget_gate import TrialGate, gate
 from lorahpo.sweep.preflight import planned_size
@@ -136,7 +137,7 @@ def test_the_gate_finishes_the_search_when_the_budget_is_spent(tmp_path, name):
     from ray.tune.search import SearchGenerator
 
     ctx = searchers.BuildContext(
-        OmegaConf.create({"algorithm": name, "seed": 0, "n_initial": 2}),
+        group_node("search", algorithm=name, seed=0, n_initial=2),
         {},
         DEFAULT,
         concurrency=2,

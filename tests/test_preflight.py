@@ -83,7 +83,7 @@ def test_command_line_sweep_overrides_edit_the_space(tmp_path):
     "overrides,arguments,needle",
     [
         ((), ["lora.rank=choice(8,16)"], "lora.rank"),
-        (("hardware.max_retries=twice",), [], "hardware.max_retries='twice'"),
+        (("hardware.max_retries=-1",), [], "hardware.max_retries=-1: must be a whole number"),
         (("scheduler.max_t=3",), [], "scheduler.max_t=3 evaluations is below the 13"),
         (("search.algorithm=annealing",), [], "search.algorithm='annealing' is not known"),
         (("objective=brier",), [], "objective='brier' is not known"),

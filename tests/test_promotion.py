@@ -4,10 +4,10 @@ go to a new one. The sweep itself is in test_sweep.py."""
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from lorahpo.errors import UserError
 from lorahpo.objective import DEFAULT, parse_objective
+from lorahpo.schema import group_node
 from lorahpo.sweep.promotion import PromotionASHA, promotable
 from lorahpo.sweep.schedulers import make_scheduler
 
@@ -26,9 +26,7 @@ def test_a_trial_is_promoted_once_in_the_top_fraction_of_its_rung():
 
 
 def test_promotion_type_is_chosen_by_scheduler_type():
-    asha = OmegaConf.create(
-        {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_t": None}
-    )
+    asha = group_node("scheduler", name="asha", grace_period=1, reduction_factor=2, type="stopping")
     assert type(make_scheduler(asha, 8, DEFAULT, Path())).__name__ == "AsyncHyperBandScheduler"
     asha.type = "promotion"
     scheduler = make_scheduler(asha, 8, DEFAULT, Path())

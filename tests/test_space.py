@@ -7,6 +7,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from lorahpo.errors import UserError
 from lorahpo.objective import DEFAULT
+from lorahpo.schema import group_node
 from lorahpo.sweep.schedulers import make_scheduler
 from lorahpo.sweep.searchers import tune_domains
 from lorahpo.sweep.space import Param, build_space, parse_param, trial_overrides
@@ -79,9 +80,10 @@ def test_grid_needs_choices():
 
 
 def test_scheduler_budget_is_checked_in_evaluations():
-    from omegaconf import OmegaConf
 
-    asha = OmegaConf.create({"name": "asha", "grace_period": 2, "reduction_factor": 2, "max_t": 4})
+    asha = group_node(
+        "scheduler", name="asha", grace_period=2, reduction_factor=2, max_t=4, type="stopping"
+    )
     with pytest.raises(UserError, match="max_t=4 evaluations is below the 12"):
         make_scheduler(asha, max_evals=12, objective=DEFAULT, sweep_dir=Path())
     asha.max_t = None

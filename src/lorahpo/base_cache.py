@@ -59,8 +59,8 @@ def inputs_key(cfg: DictConfig) -> str:
     """Everything that changes the rows or their tokens (and the tokenizer behind them): the
     TOKENS keys (lorahpo.config_keys) and the identity of a CSV file."""
     file = None
-    path = cfg.data.get("train_path")
-    if cfg.data.get("source") == "csv" and path:
+    path = cfg.data.train_path
+    if cfg.data.source == "csv" and path:
         p = Path(str(path)).expanduser()
         if p.is_file():
             st = p.stat()

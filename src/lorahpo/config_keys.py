@@ -57,6 +57,7 @@ RULES: tuple[tuple[str, Affects], ...] = (
     ("model.hub_id", LOADED),
     ("model.builder", LOADED),
     ("model.seed", LOADED),
+    ("model.arch", LOADED),  # null: a model that is not built here
     ("model.arch.*", LOADED),
     ("model.trust_remote_code", LOADED),
     ("model.allow_download", LOADED),

@@ -31,7 +31,7 @@ class Columns:
 
 def template_for(cfg: DictConfig) -> str:
     """The text template: the model's own where it has one, else the data's."""
-    return cfg.model.get("template") or cfg.data.template
+    return cfg.model.template or cfg.data.template
 
 
 def read_csv(path: str | Path, key: str, columns: Columns, num_labels: int | None) -> pd.DataFrame:

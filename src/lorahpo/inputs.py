@@ -61,7 +61,7 @@ def load_inputs(cfg: DictConfig) -> Inputs:
     # the tiny model's tokenizer is fitted on every row's text (no labels), so that each fold,
     # and the final model trained on all rows, share one base model, as they would an 8B one
     path = modeling.resolve_model_path(
-        cfg.model, texts, int(cfg.data.num_labels), cfg.model.get("seed", 0), cfg.paths.cache_dir
+        cfg.model, texts, int(cfg.data.num_labels), cfg.model.seed, cfg.paths.cache_dir
     )
     tokenizer = modeling.load_tokenizer(path, cfg.model)
     every = tokenised(texts, labels, tokenizer, int(cfg.data.max_length), cfg.paths.cache_dir)

@@ -25,19 +25,19 @@ def resolve_model_path(
     model_cfg: DictConfig, texts: list[str], num_labels: int, seed: int, cache_dir: str
 ) -> str:
     """A local folder (or, with downloads allowed, a hub id) holding the base model."""
-    if model_cfg.get("builder") == "tiny" and not model_cfg.get("path"):
+    if model_cfg.builder == "tiny" and not model_cfg.path:
         from lorahpo.tiny_model import build_tiny_model
 
         arch = OmegaConf.to_container(model_cfg.arch, resolve=True)
         return str(build_tiny_model(texts, cache_dir, num_labels, arch, seed))
-    path = model_cfg.get("path")
-    hub_id = model_cfg.get("hub_id")
+    path = model_cfg.path
+    hub_id = model_cfg.hub_id
     if not path:
         if hub_id:
             cached = hub_cache_folder(str(hub_id))
             if cached:
                 return cached
-            if model_cfg.get("allow_download"):
+            if model_cfg.allow_download:
                 return str(hub_id)
         raise UserError(
             f"model={model_cfg.name} needs its weights, and "
@@ -66,7 +66,7 @@ def resolve_model_path(
     cached = hub_cache_folder(path) if "/" in path and not path.startswith((".", "/")) else None
     if cached:
         return cached
-    if not model_cfg.get("allow_download"):
+    if not model_cfg.allow_download:
         raise UserError(
             f"model.path={path} is neither a local folder nor a model in the local Hugging "
             f"Face cache ({hub_cache_dir()}), and downloads are off. Download the weights "
@@ -145,7 +145,7 @@ def load_tokenizer(path: str, model_cfg: DictConfig):
     tokenizer = AutoTokenizer.from_pretrained(
         path,
         trust_remote_code=bool(model_cfg.trust_remote_code),
-        local_files_only=not model_cfg.get("allow_download"),
+        local_files_only=not model_cfg.allow_download,
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -163,7 +163,7 @@ def load_base_model(
     kwargs: dict[str, Any] = {
         "num_labels": num_labels,
         "trust_remote_code": bool(model_cfg.trust_remote_code),
-        "local_files_only": not model_cfg.get("allow_download"),
+        "local_files_only": not model_cfg.allow_download,
         "dtype": torch.bfloat16 if hw.precision == "bf16" else torch.float32,
         "ignore_mismatched_sizes": True,  # a saved head with another label count is replaced
     }
@@ -272,9 +272,7 @@ def add_lora(model, lora_cfg: DictConfig):
     from peft import LoraConfig, TaskType, get_peft_model
 
     check_lora_config(lora_cfg)
-    alpha = (
-        lora_cfg.alpha if lora_cfg.get("alpha") is not None else (lora_cfg.r * lora_cfg.alpha_ratio)
-    )
+    alpha = lora_cfg.alpha if lora_cfg.alpha is not None else (lora_cfg.r * lora_cfg.alpha_ratio)
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=lora_cfg.r,

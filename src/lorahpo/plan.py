@@ -43,7 +43,7 @@ def check_train_config(train_cfg: DictConfig) -> None:
         )
     if train_cfg.batching == "pooled" and int(train_cfg.pool_batches) < 1:
         raise UserError(f"train.pool_batches={train_cfg.pool_batches}: must be >= 1.")
-    at = train_cfg.get("eval_at")
+    at = train_cfg.eval_at
     if at is not None and not (
         isinstance(at, list | ListConfig) and all(isinstance(x, int) and x >= 1 for x in at)
     ):
@@ -51,7 +51,7 @@ def check_train_config(train_cfg: DictConfig) -> None:
             f"train.eval_at={at!r}: give a list of evaluation numbers, e.g. "
             "'train.eval_at=[2,4,8]' (the last evaluation always runs), or null for every one."
         )
-    check_eval_subset(train_cfg.get("eval_subset"))
+    check_eval_subset(train_cfg.eval_subset)
     if train_cfg.eval_every <= 0:
         raise UserError(
             f"train.eval_every={train_cfg.eval_every}: must be > 0 (in epochs, "
@@ -78,7 +78,7 @@ def training_plan(n_train: int, train_cfg: DictConfig, validate: bool = True) ->
     total = math.ceil(steps_per_epoch * train_cfg.epochs)
     eval_steps = max(1, round(steps_per_epoch * train_cfg.eval_every))
     planned = math.ceil(total / eval_steps) if validate else 0
-    at = train_cfg.get("eval_at")
+    at = train_cfg.eval_at
     return TrainingPlan(
         steps_per_epoch, total, eval_steps, planned, None if at is None else frozenset(at)
     )

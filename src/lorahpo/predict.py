@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from lorahpo import modeling, scoring
+from lorahpo import modeling, schema, scoring
 from lorahpo.data import Columns, format_texts, read_csv, template_for
 from lorahpo.errors import UserError
 from lorahpo.rundir import RunDir, read_json
@@ -57,7 +57,7 @@ def open_run(run_dir: str | Path) -> TrainedRun:
             f"{where}: the run has no adapter/ (it failed, was stopped early, or "
             "is still running; see its result.json). Use a completed run."
         )
-    cfg = OmegaConf.load(d / ".hydra/config.yaml")
+    cfg = schema.typed(OmegaConf.load(d / ".hydra/config.yaml"))  # older runs: new keys
     result = rd.read_result()
     base = (result and result.model_path) or read_json(rd.adapter_path / "adapter_config.json")[
         "base_model_name_or_path"
@@ -65,7 +65,7 @@ def open_run(run_dir: str | Path) -> TrainedRun:
     if (
         not base.startswith(modeling.PACKAGE_PREFIX)
         and not Path(base).exists()
-        and not cfg.model.get("allow_download")
+        and not cfg.model.allow_download
     ):
         raise UserError(
             f"{where}: its base model {base} is not on this machine any more. "

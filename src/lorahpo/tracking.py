@@ -45,7 +45,7 @@ def check_logger(cfg: DictConfig) -> None:
             )
     if "mlflow" in lg.report_to:
         _check_mlflow_store(mlflow_uri(cfg))
-    if "tensorboard" in lg.report_to and lg.get("log_dir"):
+    if "tensorboard" in lg.report_to and lg.log_dir:
         _check_writable(Path(str(lg.log_dir)), "logger.log_dir")
 
 
@@ -106,14 +106,14 @@ def configure(cfg: DictConfig, run_dir: Path) -> None:
         os.environ["MLFLOW_EXPERIMENT_NAME"] = str(lg.experiment_name)
         os.environ["MLFLOW_FLATTEN_PARAMS"] = "true"
         tags = {"lorahpo.run_dir": str(run_dir)}
-        if lg.get("parent_run_id"):
+        if lg.parent_run_id:
             tags["mlflow.parentRunId"] = str(lg.parent_run_id)  # shown nested in MLflow
         os.environ["MLFLOW_TAGS"] = json.dumps(tags)
     if "wandb" in lg.report_to:
         os.environ["WANDB_MODE"] = str(lg.mode)
         os.environ["WANDB_PROJECT"] = str(lg.project)
         os.environ["WANDB_DIR"] = str(run_dir)
-        if lg.get("group"):
+        if lg.group:
             os.environ["WANDB_RUN_GROUP"] = str(lg.group)
 
 
@@ -141,7 +141,7 @@ def remember_run(run_dir: Path) -> None:
 def tensorboard_dir(cfg: DictConfig, run_dir: Path) -> Path:
     """The run's own `tensorboard/` folder, or `<logger.log_dir>/<sweep or date>/<run>` when
     the user keeps one TensorBoard folder for everything."""
-    log_dir = cfg.logger.get("log_dir")
+    log_dir = cfg.logger.log_dir
     if not log_dir:
         return run_dir / "tensorboard"
     return Path(str(log_dir)).expanduser() / run_dir.parent.name / run_dir.name

@@ -199,7 +199,7 @@ def _train(
 
 def _eval_subset(cfg: DictConfig, inputs: Inputs, groups):
     """Positions in the validation set of the train.eval_subset rows; None: whole fold."""
-    share = cfg.train.get("eval_subset")
+    share = cfg.train.eval_subset
     if share is None or not inputs.validate:
         return None
     labels = np.asarray(inputs.val_ds["labels"])

@@ -51,7 +51,7 @@ class LorahpoSweeper(Sweeper):
         self.hydra_context, self.task_function, self.config = (hydra_context, task_function, config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        if not self.config.hardware.get("ray_address"):
+        if not self.config.hardware.ray_address:
             # a local Ray instance: keep its services on the loopback interface (Ray reads
             # this when it is first imported, which is below)
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -71,15 +71,15 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
     tracking.check_logger(config)
     objective = parse_objective(config.objective)
     max_evals = planned_evals_upper_bound(defaults, space)
-    budget = parse_duration(config.search.get("time_budget"))
-    space, lr_note = lr_range.narrow(config.search.get("lr_range"), space, sweep_dir, defaults)
+    budget = parse_duration(config.search.time_budget)
+    space, lr_note = lr_range.narrow(config.search.lr_range, space, sweep_dir, defaults)
     points, notes = _start_points(config, spec, space, defaults)
     notes = [lr_note, *notes] if lr_note else notes
-    warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.get("warm_start")), space)
+    warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.warm_start), space)
     rungs = eval_milestones(config.scheduler, max_evals)
     if rungs and not any(f.startswith("train.eval_at=") for f in fixed):
         fixed.append(f"train.eval_at=[{','.join(map(str, rungs))}]")
-    share = config.scheduler.get("eval_subset")
+    share = config.scheduler.eval_subset
     check_eval_subset(share, "scheduler.eval_subset")
     if share is not None and not any(f.startswith("train.eval_subset=") for f in fixed):
         fixed.append(f"train.eval_subset={share}")  # the scheduler's decisions, on a subset
@@ -108,7 +108,7 @@ def planned_size(search: DictConfig, spec: SearcherSpec, space, budget: float | 
     budget makes optional (a cap)."""
     if spec.exhaustive:
         return math.prod(len(p.values) for p in space.values())
-    n = search.get("n_trials")
+    n = search.n_trials
     if n is None and budget is None:
         raise UserError(
             "search.n_trials=null needs a search.time_budget (e.g. search.time_budget=3h): "
@@ -135,8 +135,8 @@ def compose_check(load: Loader, space: dict[str, Param], fixed: list[str]) -> Di
 def _start_points(config: DictConfig, spec: SearcherSpec, space, defaults):
     if not spec.takes_start_points:
         notes = [f"search={spec.name} ignores search.start_points"]
-        return [], notes if config.search.get("start_points") else []
-    return start_points(config.search.get("start_points"), space, defaults)
+        return [], notes if config.search.start_points else []
+    return start_points(config.search.start_points, space, defaults)
 
 
 def planned_evals_upper_bound(cfg: DictConfig, space: dict[str, Param]) -> int:
@@ -169,7 +169,7 @@ def planned_evals_upper_bound(cfg: DictConfig, space: dict[str, Param]) -> int:
 def check_model_weights(cfg: DictConfig) -> None:
     """A real model's weights must be found before any trial starts, not once per trial
     (the tiny model is built by its first trial)."""
-    if cfg.model.get("builder") == "tiny":
+    if cfg.model.builder == "tiny":
         return
     from lorahpo.modeling import resolve_model_path
 
@@ -179,7 +179,7 @@ def check_model_weights(cfg: DictConfig) -> None:
 def check_retries(hw: DictConfig) -> int:
     """`hardware.max_retries`, checked before Ray starts (a bad value would otherwise end the
     sweep with a traceback once Ray is up)."""
-    retries = hw.get("max_retries", 1)
+    retries = hw.max_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(
             f"hardware.max_retries={retries!r}: must be a whole number >= 0 (how many times a "

@@ -64,7 +64,7 @@ def start_ray(hw: DictConfig, sweep_dir: Path) -> list[dict[str, float]]:
         "logging_level": logging.WARNING,
         "runtime_env": {"env_vars": ENV},
     }
-    if hw.get("ray_address"):
+    if hw.ray_address:
         log.info("connecting to the Ray cluster at %s", hw.ray_address)
         ray.init(address=hw.ray_address, **kwargs)
     else:

@@ -21,7 +21,7 @@ def first_milestone(sched: DictConfig, max_evals: int) -> int:
     under FIFO): a time budget starts no trial that could not get that far."""
     if sched.name == "fifo":
         return max_evals
-    return max(1, min(int(sched.get("grace_period", 1)), max_evals))
+    return max(1, min(sched.grace_period, max_evals))
 
 
 def eval_milestones(sched: DictConfig, max_evals: int) -> list[int] | None:
@@ -29,14 +29,14 @@ def eval_milestones(sched: DictConfig, max_evals: int) -> list[int] | None:
     them), when `scheduler.evaluate=milestones`: trials then evaluate only there and at their
     end (train.eval_at), for the same decisions at a fraction of the evaluation time. None:
     every evaluation runs."""
-    if sched.name != "asha" or sched.get("evaluate", "every") != "milestones":
+    if sched.name != "asha" or sched.evaluate != "milestones":
         return None
     return asha_rungs(sched, max_evals)
 
 
 def asha_rungs(sched: DictConfig, max_evals: int) -> list[int]:
     """ASHA's rungs in evaluations, as Ray Tune's ASHAScheduler computes them."""
-    max_t = int(sched.get("max_t") or max_evals) + 1  # as make_scheduler passes it to Ray
+    max_t = int(sched.max_t or max_evals) + 1  # as make_scheduler passes it to Ray
     grace, factor = int(sched.grace_period), float(sched.reduction_factor)
     rungs = int(math.log(max_t / grace) / math.log(factor) + 1)
     return [int(grace * factor**k) for k in range(rungs)]
@@ -54,14 +54,14 @@ def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective, swee
     name = sched.name
     if name == "fifo":
         return FIFOScheduler()
-    max_t = sched.get("max_t") or max_evals
+    max_t = sched.max_t or max_evals
     if max_t < max_evals:
         raise UserError(
             f"scheduler.max_t={max_t} evaluations is below the {max_evals} "
             "evaluations the longest trial plans (train.epochs / train.eval_every): "
             "trials would be cut short. Raise scheduler.max_t or leave it null."
         )
-    grace = int(sched.get("grace_period", 1))
+    grace = sched.grace_period
     if not 1 <= grace <= max_t:
         raise UserError(
             f"scheduler.grace_period={grace} must be between 1 and the budget of "
@@ -99,7 +99,7 @@ def make_scheduler(sched: DictConfig, max_evals: int, objective: Objective, swee
 
 
 def _asha_type(sched: DictConfig) -> str:
-    kind = sched.get("type", "stopping")
+    kind = sched.type
     if kind not in ("stopping", "promotion"):
         raise UserError(
             f"scheduler.type={kind!r} is not an ASHA type: use scheduler.type=stopping (a trial "

@@ -29,11 +29,11 @@ class BuildContext:
 
     @property
     def seed(self) -> int | None:
-        return self.search.get("seed")
+        return self.search.seed
 
     @property
     def n_initial(self) -> int:
-        return int(self.search.get("n_initial", 5))
+        return self.search.n_initial
 
     @property
     def points(self) -> list[dict[str, Any]] | None:

@@ -17,8 +17,8 @@ def build(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     sampler = optuna.samplers.TPESampler(
         seed=ctx.seed,
         n_startup_trials=ctx.n_initial,
-        constant_liar=bool(ctx.search.get("constant_liar", True)),
-        multivariate=bool(ctx.search.get("multivariate", True)),
+        constant_liar=ctx.search.constant_liar,
+        multivariate=ctx.search.multivariate,
     )
     return optuna_searcher(ctx, sampler)
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lorahpo import tracking
 from lorahpo.errors import UserError
-from lorahpo.sweep import budget, ledger, searchers
+from lorahpo.sweep import budget, config_failure, ledger, searchers
 from lorahpo.sweep.budget_gate import BudgetWatch, gate
 from lorahpo.sweep.lock import hold_sweep_lock
 from lorahpo.sweep.preflight import SweepPlan, check_resources, preflight
@@ -69,6 +69,10 @@ def run_sweep(
     finally:
         live.close()
         budget.activate(None)
+    stopped_by = config_failure.read(plan.sweep_dir)
+    if stopped_by is not None:
+        summarize(plan.sweep_dir, plan.space, plan.objective)  # trials.csv says what ran
+        raise UserError(config_failure.explain(stopped_by, config, plan.space, plan.sweep_dir))
     return finish(plan, config)
 
 
@@ -206,6 +210,7 @@ def new_tuner(plan: SweepPlan, config: DictConfig, trainable, name: str, done: i
             storage_path=str(plan.sweep_dir),
             callbacks=[callback, BudgetWatch(), *tune_callbacks()],
             failure_config=failure_config(plan.max_retries),
+            stop=config_failure.StopOnConfigError(plan.sweep_dir),
             verbose=0,
         ),
     )

@@ -25,6 +25,7 @@ from lorahpo.objective import Objective
 from lorahpo.report import listening
 from lorahpo.rundir import RunDir, RunResult
 from lorahpo.sweep import ledger, reported
+from lorahpo.sweep.config_failure import problem
 from lorahpo.sweep.space import trial_overrides
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,11 @@ class Reports:
         self.last = reported.evaluation(record, self.best.add(record), self.num)
         tune.report(self.last)
 
-    def failure(self) -> None:
+    def failure(self, error: BaseException | None) -> None:
+        """The failure report; a configuration error says which key (it stops the sweep)."""
         from ray import tune
 
-        tune.report(reported.failure(self.last, self.num))
+        tune.report({**reported.failure(self.last, self.num), **(problem(error) or {})})
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -81,22 +83,25 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     if _replay_finished(rd, reports):
         ledger.record_event(sweep_dir, trial_id, "replayed")
         return None
+    error: BaseException | None = None
     try:
-        failed = not _run_job(spec, config, trial_id, num, reports)
-    except Exception:  # the job never started (its config did not compose)
+        failed, error = _run_job(spec, config, trial_id, num, reports)
+    except Exception as e:  # the job never started (its config did not compose)
         _record_failure(rd, traceback.format_exc())
-        failed = True
+        failed, error = True, e
     finally:
         gc.collect()  # the trial's Trainer and optimizer: before the next trial allocates
         modeling.empty_device_cache()
         ledger.record_event(sweep_dir, trial_id, "released", **modeling.memory_in_use())
     if failed:
-        reports.failure()
+        reports.failure(error)
     return None  # the last report stands (returning a value would count as an evaluation)
 
 
-def _run_job(spec: TrialSpec, config: dict[str, Any], trial_id: str, num: int, reports) -> bool:
-    """Compose the trial's config and run the task as a Hydra job; whether it completed."""
+def _run_job(
+    spec: TrialSpec, config: dict[str, Any], trial_id: str, num: int, reports
+) -> tuple[bool, BaseException | None]:
+    """Compose the trial's config and run the task as a Hydra job; (failed, its error)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.singleton import Singleton
     from hydra.core.utils import JobStatus, run_job, setup_globals
@@ -118,14 +123,16 @@ def _run_job(spec: TrialSpec, config: dict[str, Any], trial_id: str, num: int, r
             job_subdir_key="hydra.sweep.subdir",
         )
     if ret.status == JobStatus.COMPLETED:
-        return True
+        return False, None
+    error: BaseException | None = None
+    try:
+        ret.return_value  # noqa: B018 (Hydra's public way to get the job's exception)
+    except Exception as e:
+        error = e
     rd = RunDir(Path(spec.sweep_dir) / str(num))
-    if rd.read_result() is None:  # failed before the task wrote its own result
-        try:
-            ret.return_value  # noqa: B018 (Hydra's public way to get the job's exception)
-        except Exception as e:
-            _record_failure(rd, "".join(traceback.format_exception(e)))
-    return False
+    if rd.read_result() is None and error is not None:  # failed before the task wrote one
+        _record_failure(rd, "".join(traceback.format_exception(error)))
+    return True, error
 
 
 def _record_failure(rd: RunDir, text: str) -> None:

@@ -21,6 +21,7 @@ def test_groups_have_the_documented_options():
         "minilm",
         "mistral",
         "mistral_7b",
+        "smollm2",
         "tiny",
     ]
     assert GROUPS["hardware"] == ["4xa800", "cpu", "gpu"]

@@ -55,6 +55,8 @@ RULES: tuple[tuple[str, Affects], ...] = (
     ("model.name", LOADED),
     ("model.path", LOADED),
     ("model.hub_id", LOADED),
+    ("model.gguf_file", LOADED),
+    ("model.install", Affects.NOTHING),  # a message
     ("model.builder", LOADED),
     ("model.seed", LOADED),
     ("model.arch", LOADED),  # null: a model that is not built here
@@ -78,6 +80,7 @@ RULES: tuple[tuple[str, Affects], ...] = (
     ("search.*", Affects.NOTHING),
     ("scheduler.*", Affects.NOTHING),
     ("logger.*", Affects.NOTHING),
+    ("ensemble.*", Affects.NOTHING),  # a run of an ensemble trains its members, not itself
 )
 NOT_WALKED = ("hydra",)  # Hydra's own settings: where a run goes, never what it trains
 

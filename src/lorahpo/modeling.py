@@ -6,7 +6,7 @@ the config differs. Nothing here downloads unless `model.allow_download` is true
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import logging
 import warnings
 from pathlib import Path
@@ -53,8 +53,10 @@ def resolve_model_path(
             + " Nothing is downloaded at run time unless model.allow_download=true."
         )
     path = str(path)
+    if model_cfg.gguf_file:  # converted once to a Hugging Face folder
+        return gguf_folder(model_cfg, path, cache_dir)
     if path.startswith(PACKAGE_PREFIX):
-        return package_folder(path)
+        return package_folder(path, model_cfg.install)
     local = Path(path).expanduser()
     if local.is_dir():
         if not (local / "config.json").exists():
@@ -76,16 +78,28 @@ def resolve_model_path(
     return path
 
 
-def package_folder(path: str) -> str:
-    """`pkg:<python package>/<folder inside it>` as a folder (a model shipped in a package)."""
+def gguf_folder(model_cfg: DictConfig, path: str, cache_dir: str) -> str:
+    """The Hugging Face folder converted from `model.gguf_file` in `path` (a folder, or a
+    package's: `pkg:<package>/<folder>`)."""
+    from lorahpo.gguf_model import from_gguf
+
+    folder = package_folder(path, model_cfg.install) if path.startswith(PACKAGE_PREFIX) else path
+    gguf = Path(folder).expanduser() / str(model_cfg.gguf_file)
+    quiet_transformers()  # the conversion's progress bars
+    return str(from_gguf(gguf, cache_dir, model_cfg.install or ""))
+
+
+def package_folder(path: str, install: str | None = None) -> str:
+    """`pkg:<python package>/<folder inside it>` as a folder (a model shipped in a package).
+    Found without importing the package (its own imports may need what it does not ship)."""
     package, _, sub = path[len(PACKAGE_PREFIX) :].partition("/")
-    try:
-        return str(importlib.resources.files(package) / sub)
-    except ModuleNotFoundError:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
         raise UserError(
-            f"model.path={path}: the Python package {package!r} is not "
-            f"installed; pip install it (see README)."
-        ) from None
+            f"model.path={path}: the Python package {package!r} is not installed. "
+            + (install or "pip install it (see README).")
+        )
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 
 def hub_cache_dir() -> str:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lorahpo import modeling, schema, scoring
 from lorahpo.data import Columns, format_texts, read_csv, template_for
-from lorahpo.errors import UserError
+from lorahpo.errors import UserError, first_line
 from lorahpo.rundir import RunDir, read_json
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,64 @@ def load_model(run: TrainedRun, hardware: DictConfig, merge: bool = False):
             model = model.merge_and_unload()
     model.eval()
     return tokenizer, model
+
+
+def load_members(runs: list[TrainedRun], hardware: DictConfig):
+    """Tokenizer and one base model with every member's adapter on it (PEFT's named adapters:
+    `member0`, `member1`, ...), in eval mode."""
+    from peft import PeftModel
+
+    bases = {r.base_path for r in runs}
+    if len(bases) > 1:
+        raise UserError(
+            f"the ensemble's members were trained on different base models ({sorted(bases)}): "
+            "its members must share one base."
+        )
+    modeling.quiet_transformers()
+    modeling.check_hardware(hardware)
+    first = runs[0]
+    tokenizer = modeling.load_tokenizer(str(first.run_dir.adapter_path), first.cfg.model)
+    base = modeling.load_base_model(
+        first.base_path, first.cfg.model, hardware, first.num_labels, tokenizer.pad_token_id
+    )
+    model = None
+    for i, r in enumerate(runs):
+        adapter, name = str(r.run_dir.adapter_path), f"member{i}"
+        try:
+            if model is None:
+                model = PeftModel.from_pretrained(base, adapter, adapter_name=name)
+            else:
+                model.load_adapter(adapter, adapter_name=name)
+        except Exception as e:
+            raise UserError(
+                f"member {i} ({r.run_dir.path}): its adapter could not be loaded "
+                f"({first_line(e)}). Retrain that member, or select the ensemble again "
+                "without it."
+            ) from None
+    model.eval()
+    return tokenizer, model
+
+
+def ensemble_logits(
+    runs: list[tuple[TrainedRun, float]], hardware: DictConfig, texts: list[str], req
+) -> np.ndarray:
+    """The log of the members' weighted mean probabilities: logits of the ensemble (softmax
+    gives the mean back), for the same post-processing as one model's."""
+    tokenizer, model = load_members([r for r, _ in runs], hardware)
+    mean = np.zeros((len(texts), runs[0][0].num_labels))
+    for i, (r, weight) in enumerate(runs):
+        model.set_adapter(f"member{i}")
+        logits = predict_logits(
+            model,
+            tokenizer,
+            texts,
+            r.cfg.data.max_length,
+            req.batch_size,
+            req.sort_by_length,
+            req.progress,
+        )
+        mean += weight * scoring.softmax(logits)
+    return np.log(np.clip(mean, scoring.CLIP, None))
 
 
 def read_test(path: str, run: TrainedRun, key: str = "data.test_path") -> pd.DataFrame:
@@ -174,28 +232,36 @@ class InferRequest:
 
 
 def run_inference(req: InferRequest) -> dict:
-    """The whole of `infer.py`: returns what it printed, for tests and callers."""
-    run = open_run(req.run_dir)
+    """The whole of `infer.py`: returns what it printed, for tests and callers. A run
+    directory that holds an ensemble (lorahpo.ensemble) predicts with every member."""
+    from lorahpo.ensemble import members_of
+
+    members = members_of(Path(req.run_dir).expanduser())
+    runs = [(open_run(d), w) for d, w in members] if members else [(open_run(req.run_dir), 1.0)]
+    run = runs[0][0]
     test = read_test(req.test_path, run)
-    temperature = run.temperature
+    temperature = run.temperature if members is None else None  # one model's, not a mean's
     scoring.check_method(req.postprocess, temperature)  # before the model loads, not after
     hw = req.hardware if req.hardware is not None else run.cfg.hardware
-    tokenizer, model = load_model(run, hw, req.merge_adapter)
     texts = format_texts(test, template_for(run.cfg))
     start = time.time()
-    logits = predict_logits(
-        model,
-        tokenizer,
-        texts,
-        run.cfg.data.max_length,
-        req.batch_size,
-        req.sort_by_length,
-        req.progress,
-    )
+    if members is None:
+        tokenizer, model = load_model(run, hw, req.merge_adapter)
+        logits = predict_logits(
+            model,
+            tokenizer,
+            texts,
+            run.cfg.data.max_length,
+            req.batch_size,
+            req.sort_by_length,
+            req.progress,
+        )
+    else:
+        logits = ensemble_logits(runs, hw, texts, req)
     seconds = time.time() - start
     groups = test[run.cfg.data.question_column].to_numpy()
     probs, counts = scoring.probabilities(logits, groups, req.postprocess, temperature)
-    out_path = Path(req.output) if req.output else run.run_dir.path / "submission.csv"
+    out_path = Path(req.output or Path(req.run_dir).expanduser() / "submission.csv")
     submission_frame(test, probs).to_csv(out_path, index=False)
     report = {
         "rows": len(test),

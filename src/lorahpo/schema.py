@@ -50,6 +50,8 @@ class ModelConfig:
     builder: str | None = None  # tiny: built locally under paths.cache_dir
     path: str | None = None  # a local folder (or pkg:<package>/<folder>); null: hub_id's cache
     hub_id: str | None = None  # looked up in the local Hugging Face cache, offline
+    gguf_file: str | None = None  # a GGUF file in `path`, converted once under paths.cache_dir
+    install: str | None = None  # how to install what the model needs, said when it is missing
     seed: int = 0  # weight initialisation of a built model (tiny)
     arch: dict[str, int] | None = None  # a built model's shape (tiny)
     template: str | None = None  # null: data.template
@@ -98,6 +100,8 @@ class SearchConfig:
     start_points: Any = "${model.start_points}"
     # earlier sweeps (their hydra.sweep.dir, comma-separated) whose trials the searcher is told
     warm_start: str | None = None
+    # auto: at the end of the sweep, an ensemble of its trials (lorahpo.ensemble) | off
+    ensemble: str = "off"
     constant_liar: bool = True  # tpe: running trials count as bad (no duplicate proposals)
     multivariate: bool = True  # tpe: model the parameters jointly
 
@@ -165,6 +169,14 @@ class TrainingConfig:
 
 
 @dataclass
+class EnsembleConfig:
+    """`experiment=ensemble` (a sweep's lorahpo.ensemble): the members a run retrains, each
+    {trial, weight, params: {dotted key: value}}; empty: a run trains one adapter."""
+
+    members: list[Any] = field(default_factory=list)
+
+
+@dataclass
 class PathsConfig:
     root: str = MISSING
     cache_dir: str = MISSING
@@ -186,6 +198,7 @@ class TrainSchema:
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainingConfig = field(default_factory=TrainingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
 
 
 GROUPS: dict[str, type] = {  # a config group's name -> its schema
@@ -198,6 +211,7 @@ GROUPS: dict[str, type] = {  # a config group's name -> its schema
     "lora": LoraConfig,
     "train": TrainingConfig,
     "paths": PathsConfig,
+    "ensemble": EnsembleConfig,
 }
 
 

@@ -29,13 +29,23 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> float | None:
-    """Train once and return the best validation objective (None without validation).
+    """Train once and return the best validation objective (None without validation); an
+    ensemble's run (experiment=ensemble) trains each member in a run directory of its own.
 
     Whatever happens, `result.json` says how the run ended; a crash also leaves `error.txt`
     with the traceback, so a failed trial can be reviewed from its folder.
     """
     rd = RunDir(run_dir or _hydra_run_dir())
     rd.path.mkdir(parents=True, exist_ok=True)
+    if cfg.ensemble.members:  # experiment=ensemble: one run per member
+        from lorahpo.ensemble import retrain
+
+        retrain(cfg, run, rd.path)
+        return None
+    return _run_one(cfg, rd)
+
+
+def _run_one(cfg: DictConfig, rd: RunDir) -> float | None:
     start = time.time()
     root = cfg.paths.root
     write_json(rd.environment_path, provenance.environment(root, None))

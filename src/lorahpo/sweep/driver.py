@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lorahpo import tracking
+from lorahpo import ensemble, tracking
 from lorahpo.errors import UserError
 from lorahpo.sweep import budget, config_failure, ledger, searchers
 from lorahpo.sweep.budget_gate import BudgetWatch, gate
@@ -26,6 +26,7 @@ from lorahpo.sweep.preflight import SweepPlan, check_resources, preflight
 from lorahpo.sweep.progress import TrialEvents
 from lorahpo.sweep.ray_session import failure_config, start_ray, stop_strays, tune_callbacks
 from lorahpo.sweep.searchers import BuildContext
+from lorahpo.sweep.study import importances
 from lorahpo.sweep.summary import LiveSummary, summarize
 from lorahpo.sweep.table import best_start_point, collect_trials, format_table
 from lorahpo.sweep.trial import TrialSpec, run_trial
@@ -273,6 +274,16 @@ def finish(plan: SweepPlan, config: DictConfig) -> float:
             f"\nbest start point: trial {int(start['number'])}, objective "
             f"{start['objective']:.4f}; the search improved on it by {gain:.4f}"
         )
+    mattered = importances(plan.sweep_dir)
+    if mattered:
+        print(f"\nwhich hyperparameters mattered ({objective.metric}, fANOVA):")
+        for key, share in mattered.items():
+            print(f"  {key:<24} {share:.2f}")
+    if config.search.ensemble == "auto":
+        try:
+            print("\n" + ensemble.build(plan.sweep_dir, objective)[1])
+        except UserError as e:
+            print(f"\nno ensemble: {e}")
     print(
         f"\nbest: trial {int(best['number'])}, objective {best['objective']:.4f} "
         f"({best['run_dir']})\nretrain it: python train.py --config-dir {plan.sweep_dir} "

@@ -73,6 +73,11 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
     max_evals = planned_evals_upper_bound(defaults, space)
     budget = parse_duration(config.search.time_budget)
     space, lr_note = lr_range.narrow(config.search.lr_range, space, sweep_dir, defaults)
+    if config.search.ensemble not in ("auto", "off"):
+        raise UserError(
+            f"search.ensemble={config.search.ensemble!r}: use auto (an ensemble of the "
+            "sweep's trials at its end) or off."
+        )
     points, notes = _start_points(config, spec, space, defaults)
     notes = [lr_note, *notes] if lr_note else notes
     warm_points, warm_skipped = evaluated_points(sweep_dirs(config.search.warm_start), space)

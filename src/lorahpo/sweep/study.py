@@ -150,6 +150,24 @@ def plot_study(sweep_dir: Path, study, trials: pd.DataFrame) -> list[Path]:
     return [p for p in paths if p is not None]
 
 
+def importances(sweep_dir: Path) -> dict[str, float]:
+    """Which hyperparameters mattered for the objective: fANOVA (Optuna's default evaluator,
+    the one `param_importances.png` draws, seeded) on the completed trials of the sweep's
+    study; empty with fewer than two, or when no parameter varied."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{sweep_dir / STUDY_FILE}")
+    if len([t for t in study.trials if t.state.name == "COMPLETE"]) < 2:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            return {}
+
+
 def learning_curves(sweep_dir: Path, trials: pd.DataFrame) -> Path | None:
     """Objective per evaluation for every trial, coloured by how it ended: how one judges
     what the scheduler stopped. (Optuna's intermediate-values plot colours by trial.)"""

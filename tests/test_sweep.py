@@ -748,3 +748,69 @@ def test_the_dashboard_serves_a_sweeps_study_over_loopback(sweeps):
         server.terminate()
         server.wait(timeout=30)
     assert study["directions"] == ["minimize"] and len(study["trials"]) == len(trials) == 3
+
+
+@pytest.mark.xdist_group("random_fifo")  # shares a module fixture: one worker runs them
+@pytest.mark.ray
+def test_an_ensemble_of_the_trials_predicts_and_retrains(tmp_path, sweeps):
+    """`python -m lorahpo.ensemble` selects from the sweep's trials; an ensemble predicts
+    with every member's adapter on one base (the weighted mean of their probabilities), and
+    `experiment=ensemble` retrains its members, skipping the ones already trained."""
+    import numpy as np
+    from scipy.special import softmax
+
+    from lorahpo import ensemble
+    from lorahpo.objective import DEFAULT
+    from lorahpo.toy import make_toy_frame
+
+    sweep, _, trials = sweeps(*RANDOM_FIFO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lorahpo.ensemble", str(sweep)],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on the held-out half of the validation questions" in proc.stdout
+    chosen = json.loads((sweep / "ensemble.json").read_text())
+    assert chosen["used"] in ("ensemble", "single")
+    assert (sweep / "experiment/ensemble.yaml").exists()
+    assert sum(m["weight"] for m in chosen["members"]) == pytest.approx(1.0)
+
+    # two members, whatever the selection chose: the path of every ensemble of several
+    pool = ensemble.load_pool(sweep)
+    a, b = (c.number for c in pool.candidates[:2])
+    two = ensemble.Selection({a: 0.75, b: 0.25}, a, 0.0, 0.0, "ensemble")
+    ensemble.write(sweep, pool, two, DEFAULT)
+    val = {n: pd.read_csv(sweep / str(n) / "val_predictions.csv") for n in (a, b)}
+    rows = make_toy_frame(25, seed=0).iloc[val[a]["row"]].reset_index(drop=True)  # debug=smoke
+    rows.insert(0, "id", val[a]["row"].to_numpy())
+    rows.to_csv(tmp_path / "val.csv", index=False)
+    out = tmp_path / "sub.csv"
+    args = [f"data.test_path={tmp_path / 'val.csv'}", "postprocess=none", "progress_bar=false"]
+    proc = run_here(f"run_dir={sweep}", f"output={out}", *args, script="infer.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    probs = {n: softmax(v[[f"logit_{k}" for k in range(7)]], axis=1) for n, v in val.items()}
+    got, mix = pd.read_csv(out).iloc[:, 1:].to_numpy(), 0.75 * probs[a] + 0.25 * probs[b]
+    # a 4-bit base computes in bf16: as tests/test_predict.py, 2e-3 of the run's own values;
+    # the mixture, not either member alone
+    np.testing.assert_allclose(got, mix, atol=2e-3)
+    assert min(np.abs(got - p).max() for p in probs.values()) > 3 * np.abs(got - mix).max()
+
+    final = tmp_path / "final"
+    retrain = [f"--config-dir={sweep}", "experiment=ensemble", "data.val_fold=null"]
+    proc = run_here(*retrain, f"hydra.run.dir={final}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    members = json.loads((final / "ensemble.json").read_text())["members"]
+    assert [m["weight"] for m in members] == [0.75, 0.25]
+    firsts = [(Path(m["run_dir"]) / "result.json").stat().st_mtime for m in members]
+    cfg = yaml.safe_load((Path(members[1]["run_dir"]) / ".hydra/config.yaml").read_text())
+    assert cfg["lora"]["r"] == trials.set_index("number").loc[b, "lora.r"]
+    assert cfg["data"]["val_fold"] is None and cfg["ensemble"]["members"] == []
+    proc = run_here(*retrain, f"hydra.run.dir={final}")  # again: nothing to train
+    assert proc.returncode == 0 and "already trained" in proc.stdout + proc.stderr
+    again = [(Path(m["run_dir"]) / "result.json").stat().st_mtime for m in members]
+    assert again == firsts
+    proc = run_here(f"run_dir={final}", *args, script="infer.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(pd.read_csv(final / "submission.csv")) == len(rows)

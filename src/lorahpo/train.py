@@ -89,7 +89,8 @@ def _run_one(cfg: DictConfig, rd: RunDir) -> float | None:
     rd.error_path.unlink(missing_ok=True)  # from an earlier failed run in this folder
     if result.validated:
         log.info(
-            "done: best eval log loss %.4f at step %d (%s)",
+            "done: best %s %.4f at step %d (%s)",
+            parse_objective(cfg.objective).metric,
             result.objective,
             result.best_step,
             rd.path,

@@ -10,7 +10,7 @@ from lorahpo.schema import group_node
 from lorahpo.sweep import searchers
 from lorahpo.sweep.space import build_space, start_points
 
-from conftest import NEEDS_OPENBOX, compose_cfg
+from conftest import CONF, NEEDS_OPENBOX, ROOT, compose_cfg
 
 pytestmark = pytest.mark.unit
 
@@ -53,9 +53,26 @@ def test_start_points_are_the_default_run_and_published_bests():
     assert big.search.start_points[1]["train.lr"] == pytest.approx(2.35e-4)
 
 
-@pytest.mark.parametrize(
-    "algorithm", ["random", "tpe", "cmaes", "hyperopt", pytest.param("gp", marks=NEEDS_OPENBOX)]
-)
+def _every(can: str) -> list:
+    """The registry's searchers that declare `can`, each needing its extra where it has one."""
+    return [
+        pytest.param(name, marks=NEEDS_OPENBOX) if spec.extra == "openbox" else name
+        for name, spec in searchers.registry().items()
+        if getattr(spec, can)
+    ]
+
+
+def test_one_name_per_searcher():
+    """`search=X` is conf/search/X.yaml and lorahpo/sweep/searchers/X.py, declaring X."""
+    modules = ROOT / "src" / "lorahpo" / "sweep" / "searchers"
+    names = list(searchers.registry())
+    assert names == sorted(p.stem for p in (CONF / "search").glob("*.yaml"))
+    assert names == sorted(p.stem for p in modules.glob("[!_]*.py") if p.stem != "__main__")
+    for name in names:
+        assert compose_cfg(f"search={name}").search.algorithm == name
+
+
+@pytest.mark.parametrize("algorithm", _every("takes_start_points"))
 def test_every_searcher_proposes_the_start_points_first(algorithm, tmp_path):
     points = [
         {"train.lr": 1e-3, "lora.r": 16, "lora.dropout": 0.05},
@@ -111,7 +128,7 @@ def test_a_stopped_trial_is_pruned_with_its_intermediate_values():
     assert searcher.study().trials[-1].state == TrialState.FAIL
 
 
-@pytest.mark.parametrize("algorithm", ["tpe", "hyperopt", pytest.param("gp", marks=NEEDS_OPENBOX)])
+@pytest.mark.parametrize("algorithm", _every("learns_from_history"))
 def test_warm_start_tells_the_searcher_earlier_trials(algorithm, tmp_path):
     """Earlier sweeps' completed trials (from their trials.csv) reach the searcher's own
     history before it proposes; trials outside the current space are skipped and counted."""
@@ -135,7 +152,7 @@ def test_warm_start_tells_the_searcher_earlier_trials(algorithm, tmp_path):
     assert [v for _, v in points] == [0.5, 0.7] and skipped == 1
     searcher = _searcher(algorithm, None, tmp_path)
     assert warm_start(searcher, searchers.get(algorithm), points) == 2
-    if algorithm == "tpe":
+    if hasattr(searcher, "study"):  # Optuna's samplers: tpe, cmaes, optuna_gp
         told = [(t.params, t.value) for t in searcher.study().trials]
     elif algorithm == "hyperopt":
         told = [({**p, "lora.r": (8, 16, 32)[p["lora.r"]]}, v) for p, v in searcher.history()]

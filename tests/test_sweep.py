@@ -110,22 +110,35 @@ def asha_sweep(tmp_path_factory):
     return sweep_dir / "sweep", trials, store
 
 
+SWEEPS = [  # every searcher and every scheduler, each once (hyperopt, the default searcher:
+    # tests/test_user_data.py; gp: tests/test_openbox_search.py, with its extra)
+    pytest.param(RANDOM_FIFO, marks=pytest.mark.xdist_group("random_fifo")),
+    (
+        "search=grid",
+        "scheduler=median",
+        "lora.r=choice(8)",
+        "train.lr_scheduler=choice(cosine)",
+    ),
+    pytest.param(TPE_MAXIMISED, marks=pytest.mark.xdist_group("tpe_maximised")),
+    ("search=optuna_gp", "scheduler=hyperband", *SEARCHED, "search.lr_range=auto"),
+    ("search=cmaes", "scheduler=asha", "scheduler.type=stopping", *SEARCHED),
+]
+
+
+@pytest.mark.unit
+def test_the_sweeps_cover_every_searcher_and_scheduler():
+    from lorahpo.sweep import searchers
+
+    args = [a for p in SWEEPS for a in (p.values[0] if hasattr(p, "values") else p)]
+    swept = {a.split("=")[1] for a in args if a.startswith("search=")}
+    assert swept | {"hyperopt", "gp"} == set(searchers.registry())
+    scheduled = {a.split("=")[1] for a in args if a.startswith("scheduler=")}
+    assert scheduled == {p.stem for p in (ROOT / "conf" / "scheduler").glob("*.yaml")}
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize(
-    "args",
-    [
-        pytest.param(RANDOM_FIFO, marks=pytest.mark.xdist_group("random_fifo")),
-        (
-            "search=grid",
-            "scheduler=median",
-            "lora.r=choice(8)",
-            "train.lr_scheduler=choice(cosine)",
-        ),
-        pytest.param(TPE_MAXIMISED, marks=pytest.mark.xdist_group("tpe_maximised")),
-        ("search=hyperopt", "scheduler=hyperband", *SEARCHED, "search.lr_range=auto"),
-        ("search=cmaes", "scheduler=asha", "scheduler.type=stopping", *SEARCHED),
-    ],
-    ids=lambda args: "-".join(a.split("=")[1] for a in args[:2]),
+    "args", SWEEPS, ids=lambda args: "-".join(a.split("=")[1] for a in args[:2])
 )
 def test_every_search_algorithm_and_scheduler(sweeps, args):
     search = args[0].split("=")[1]

@@ -10,42 +10,23 @@ would an 8B checkpoint on disk (and the 4-bit path quantises it the same way).
 from __future__ import annotations
 
 import importlib.util
-import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from lorahpo.config_keys import digest
+from lorahpo.disk_cache import build_once
 from lorahpo.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 def from_gguf(gguf: Path, cache_dir: str | Path, install: str) -> Path:
     """The converted folder of `gguf`, converting it on first use. `install` says how to get
-    what is missing. Concurrent trials may race: each converts into a temporary folder and
-    renames it into place, so readers only ever see a complete checkpoint."""
+    what is missing."""
     if not gguf.is_file():
         raise UserError(f"{gguf}: no such GGUF file. {install}")
     if importlib.util.find_spec("gguf") is None:
         raise UserError(f"reading {gguf.name} needs the gguf package. {install}")
     key = {"file": gguf.name, "size": gguf.stat().st_size}
     target = Path(cache_dir) / f"{gguf.stem}-{digest(key)}"
-    if (target / "config.json").exists():
-        return target
-    log.info("converting %s to %s (once)", gguf, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
-        _convert(gguf, tmp)
-        os.replace(tmp, target)
-    except OSError:
-        if not (target / "config.json").exists():  # not a lost race: a real failure
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(target, lambda folder: _convert(gguf, folder), f"converting {gguf}")
 
 
 def _convert(gguf: Path, out: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lorahpo.config_keys import digest
+from lorahpo.disk_cache import build_once
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,35 @@ def _train_tokenizer(texts: Iterable[str], vocab_size: int):
 def build_tiny_model(
     texts: list[str], cache_dir: str | Path, num_labels: int, arch: dict[str, Any], seed: int
 ) -> Path:
-    """Return the folder of the tiny model for these texts, building it on first use.
-
-    Concurrent trials may race to build the same folder: each builds into a temporary folder
-    and renames it into place, so readers only ever see a complete checkpoint.
-    """
+    """Return the folder of the tiny model for these texts, building it on first use."""
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     key = {**arch, "num_labels": num_labels, "seed": seed}
     target = Path(cache_dir) / f"tiny-llama-{digest(key, texts)}"
-    if (target / "config.json").exists():
-        return target
+
+    def build(folder: Path) -> None:
+        tokenizer = _train_tokenizer(texts, arch["vocab_size"])
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=arch["hidden_size"],
+            intermediate_size=arch["intermediate_size"],
+            num_hidden_layers=arch["num_layers"],
+            num_attention_heads=arch["num_heads"],
+            num_key_value_heads=arch["num_kv_heads"],
+            max_position_embeddings=arch["max_position_embeddings"],
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=None,
+            num_labels=num_labels,
+            tie_word_embeddings=False,
+        )
+        torch.manual_seed(seed)
+        model = LlamaForSequenceClassification(config)
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    return build_once(target, build, "building the tiny model")
     log.info("building the tiny model in %s", target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(texts, arch["vocab_size"])

@@ -9,9 +9,6 @@ The tokenizer is a byte-level BPE trained on the run's own texts, so no download
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -50,36 +47,19 @@ def build_tiny_model(
     texts: list[str], cache_dir: str | Path, num_labels: int, arch: dict[str, Any], seed: int
 ) -> Path:
     """Return the folder of the tiny model for these texts, building it on first use."""
+    key = {**arch, "num_labels": num_labels, "seed": seed}
+    target = Path(cache_dir) / f"tiny-llama-{digest(key, texts)}"
+    return build_once(
+        target,
+        lambda folder: _build(folder, texts, num_labels, arch, seed),
+        "building the tiny model",
+    )
+
+
+def _build(folder: Path, texts: list[str], num_labels: int, arch: dict[str, Any], seed: int):
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    key = {**arch, "num_labels": num_labels, "seed": seed}
-    target = Path(cache_dir) / f"tiny-llama-{digest(key, texts)}"
-
-    def build(folder: Path) -> None:
-        tokenizer = _train_tokenizer(texts, arch["vocab_size"])
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=arch["hidden_size"],
-            intermediate_size=arch["intermediate_size"],
-            num_hidden_layers=arch["num_layers"],
-            num_attention_heads=arch["num_heads"],
-            num_key_value_heads=arch["num_kv_heads"],
-            max_position_embeddings=arch["max_position_embeddings"],
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=None,
-            num_labels=num_labels,
-            tie_word_embeddings=False,
-        )
-        torch.manual_seed(seed)
-        model = LlamaForSequenceClassification(config)
-        model.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-
-    return build_once(target, build, "building the tiny model")
-    log.info("building the tiny model in %s", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(texts, arch["vocab_size"])
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -97,14 +77,5 @@ def build_tiny_model(
     )
     torch.manual_seed(seed)
     model = LlamaForSequenceClassification(config)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except OSError:
-        if not (target / "config.json").exists():  # not a lost race: a real failure
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)

@@ -8,15 +8,12 @@ The tokenizer is a byte-level BPE trained on the run's own texts, so no download
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from lorahpo.config_keys import digest
 from lorahpo.disk_cache import build_once
-
-log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 

@@ -79,6 +79,21 @@ def test_grid_needs_choices():
         tune_domains({"train.lr": parse_param("train.lr", "interval(1e-4, 1e-3)")}, grid=True)
 
 
+def test_one_name_per_scheduler():
+    """`scheduler=X` is conf/scheduler/X.yaml and lorahpo/sweep/schedulers/X.py, declaring X;
+    an unknown name lists the known ones."""
+    from lorahpo.sweep import schedulers
+
+    from conftest import CONF, ROOT
+
+    modules = ROOT / "src" / "lorahpo" / "sweep" / "schedulers"
+    names = list(schedulers.registry())
+    assert names == sorted(p.stem for p in (CONF / "scheduler").glob("*.yaml"))
+    assert names == sorted(p.stem for p in modules.glob("[!_]*.py"))
+    with pytest.raises(UserError, match="use scheduler=asha, fifo, hyperband, median"):
+        schedulers.get("pbt")
+
+
 def test_scheduler_budget_is_checked_in_evaluations():
 
     asha = group_node(

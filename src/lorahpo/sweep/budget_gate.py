@@ -14,6 +14,7 @@ from ray.tune import Callback
 from ray.tune.search import SearchAlgorithm
 
 from lorahpo.sweep.budget import active, clock
+from lorahpo.sweep.console import say
 
 
 class BudgetWatch(Callback):
@@ -27,10 +28,9 @@ class BudgetWatch(Callback):
         if budget is None or budget.ended:
             return
         if budget.left() <= 0:
-            print(
-                f"[sweep] the time budget ({clock(budget.total_s)}) is spent: stopping the "
-                "running trials; their checkpoints are kept",
-                flush=True,
+            say(
+                f"the time budget ({clock(budget.total_s)}) is spent: stopping the "
+                "running trials; their checkpoints are kept"
             )
             budget.end_now()
         elif time.time() - self.saved >= 10.0:

@@ -21,6 +21,7 @@ from lorahpo import ensemble, tracking
 from lorahpo.errors import UserError
 from lorahpo.sweep import budget, config_failure, ledger, searchers
 from lorahpo.sweep.budget_gate import BudgetWatch, gate
+from lorahpo.sweep.console import say
 from lorahpo.sweep.lock import hold_sweep_lock
 from lorahpo.sweep.preflight import SweepPlan, check_resources, preflight
 from lorahpo.sweep.progress import TrialEvents
@@ -75,10 +76,6 @@ def run_sweep(
         summarize(plan.sweep_dir, plan.space, plan.objective)  # trials.csv says what ran
         raise UserError(config_failure.explain(stopped_by, config, plan.space, plan.sweep_dir))
     return finish(plan, config)
-
-
-def say(line: str) -> None:
-    print(f"[sweep] {line}", flush=True)
 
 
 def planned(plan: SweepPlan) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lorahpo.errors import UserError
+from lorahpo.sweep.console import say
 from lorahpo.sweep.space import Param
 
 FOLDER = "lr_range"  # in the sweep directory: the test's result, plot and any error
@@ -78,7 +79,7 @@ def run_range_test(cfg: DictConfig, folder: Path) -> None:
     trial_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=folder, delete=False) as f:
         f.write(OmegaConf.to_yaml(trial_cfg, resolve=True))
-    print(f"[sweep] learning-rate range test -> {folder}", flush=True)
+    say(f"learning-rate range test -> {folder}")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     result, plot = folder / RESULT_FILE, folder / PLOT_FILE
     cmd = [sys.executable, "-m", "lorahpo.lr_finder", f.name, str(result), str(plot)]

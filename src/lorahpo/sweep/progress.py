@@ -15,6 +15,7 @@ from lorahpo.objective import Objective
 from lorahpo.rundir import RunDir, RunResult
 from lorahpo.sweep import budget, ledger, reported
 from lorahpo.sweep.budget import clock
+from lorahpo.sweep.console import say
 from lorahpo.sweep.space import plain_params
 from lorahpo.sweep.summary import request_summary
 from lorahpo.sweep.table import progress_line
@@ -63,10 +64,9 @@ class TrialEvents(Callback):
         ledger.record_event(self.sweep_dir, trial.trial_id, "retry")
         num = ledger.trial_numbers(self.sweep_dir).get(trial.trial_id, "?")
         why = first_line(ray_error(trial) or "its worker was lost")[:200]
-        print(
-            f"[sweep] trial {num} lost its worker ({why}): running it again from its latest "
-            f"checkpoint (retry {trial.run_metadata.num_failures} of {trial.max_failures})",
-            flush=True,
+        say(
+            f"trial {num} lost its worker ({why}): running it again from its latest "
+            f"checkpoint (retry {trial.run_metadata.num_failures} of {trial.max_failures})"
         )
 
     def _record_missing_result(self, trial) -> None:
@@ -94,7 +94,7 @@ class TrialEvents(Callback):
         self.last_status = now
         running = [t for t in trials if t.status == "RUNNING"]
         if running:
-            print(f"[sweep] {self._status(trials, running, now)}", flush=True)
+            say(self._status(trials, running, now))
 
     def _finished(self, trials, trial, failed: bool) -> None:
         if trial.trial_id in self.started:
@@ -103,7 +103,7 @@ class TrialEvents(Callback):
         done = 1 + sum(t.is_finished() and t is not trial for t in trials)
         running = {t.trial_id for t in trials if t.status == "RUNNING" and t is not trial}
         total = f"/{self.n_trials}" if self.n_trials else ""
-        print(f"[sweep] {line} | {done}{total} done, {len(running)} running", flush=True)
+        say(f"{line} | {done}{total} done, {len(running)} running")
         request_summary(self.sweep_dir, running)
 
     def _status(self, trials, running, now: float) -> str:

@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 
 from lorahpo.rundir import read_json, write_json
 from lorahpo.sweep import ledger
+from lorahpo.sweep.console import say
 
 log = logging.getLogger(__name__)
 PROCESSES_FILE = ".ray_processes.json"  # the local Ray instance's processes
@@ -121,10 +122,9 @@ def stop_strays(sweep_dir: Path) -> list[int]:
         time.sleep(0.1)
     if alive:
         pids = sorted(p.pid for p in alive)
-        print(
-            f"[sweep] stopped {len(pids)} process(es) the interrupted sweep left running "
-            f"(pids {', '.join(map(str, pids))})",
-            flush=True,
+        say(
+            f"stopped {len(pids)} process(es) the interrupted sweep left running "
+            f"(pids {', '.join(map(str, pids))})"
         )
         log.info("stopped stray processes: %s", json.dumps(pids))
     return sorted(p.pid for p in alive)

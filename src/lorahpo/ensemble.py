@@ -236,10 +236,17 @@ def build(sweep_dir: Path, objective: Objective, k: int = K) -> tuple[Selection,
     sel = select(pool, objective, k)
     write(sweep_dir, pool, sel, objective)
     members = ", ".join(f"trial {n} x {w:.2f}" for n, w in sel.weights.items())
-    lines = [f"note: {s}" for s in pool.skipped] + [
+    verdict = (
         f"ensemble ({members}) on the held-out half of the validation questions: "
         f"{objective.metric} {sel.ensemble_heldout:.4f} against {sel.single_heldout:.4f} for "
-        f"the best single trial ({sel.single}); used: {sel.used}",
+        f"the best single trial ({sel.single})"
+        if sel.used == "ensemble"
+        else f"no ensemble beat the best single trial ({sel.single}) on the held-out half of "
+        f"the validation questions ({objective.metric} {sel.single_heldout:.4f}): it is kept "
+        "alone"
+    )
+    lines = [f"note: {s}" for s in pool.skipped] + [
+        verdict,
         f"retrain it: python train.py --config-dir {sweep_dir} experiment=ensemble "
         "data.val_fold=null hydra.run.dir=<dir>; or predict with the trials' adapters: "
         f"python infer.py run_dir={sweep_dir} data.test_path=<test.csv>",

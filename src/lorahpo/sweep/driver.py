@@ -273,7 +273,8 @@ def finish(plan: SweepPlan, config: DictConfig) -> float:
         )
     mattered = importances(plan.sweep_dir)
     if mattered:
-        print(f"\nwhich hyperparameters mattered ({objective.metric}, fANOVA):")
+        done = int((trials["status"] == "completed").sum())
+        print(f"\nwhich hyperparameters mattered ({objective.metric}, fANOVA, {done} trials):")
         for key, share in mattered.items():
             print(f"  {key:<24} {share:.2f}")
     if config.search.ensemble == "auto":

@@ -10,8 +10,6 @@ and the budget is checked against the evaluations the longest trial plans.
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from omegaconf import DictConfig
 
 from lorahpo.errors import UserError
 from lorahpo.objective import Objective
+from lorahpo.sweep.declared import declared
 from lorahpo.sweep.schedulers._base import SchedulerSpec
 
 __all__ = ["SchedulerSpec", "eval_milestones", "first_milestone", "get", "make_scheduler"]
@@ -27,14 +26,7 @@ __all__ = ["SchedulerSpec", "eval_milestones", "first_milestone", "get", "make_s
 @functools.cache
 def registry() -> dict[str, SchedulerSpec]:
     """Every scheduler declared in this package, by name (modules load nothing heavy)."""
-    specs = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        spec = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SCHEDULER", None)
-        if isinstance(spec, SchedulerSpec):
-            specs[spec.name] = spec
-    return dict(sorted(specs.items()))
+    return declared(__name__, __path__, "SCHEDULER", SchedulerSpec)
 
 
 def get(name: str) -> SchedulerSpec:

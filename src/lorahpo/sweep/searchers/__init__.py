@@ -9,11 +9,10 @@ module here and one `conf/search/<name>.yaml`.
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from typing import Any
 
 from lorahpo.errors import UserError
+from lorahpo.sweep.declared import declared
 from lorahpo.sweep.searchers._base import BuildContext, SearcherSpec, tune_domains
 
 __all__ = [
@@ -30,15 +29,7 @@ __all__ = [
 @functools.cache
 def registry() -> dict[str, SearcherSpec]:
     """Every searcher declared in this package, by name (modules load nothing heavy)."""
-    specs = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        spec = getattr(module, "SEARCHER", None)
-        if isinstance(spec, SearcherSpec):
-            specs[spec.name] = spec
-    return dict(sorted(specs.items()))
+    return declared(__name__, __path__, "SEARCHER", SearcherSpec)
 
 
 def get(name: str) -> SearcherSpec:

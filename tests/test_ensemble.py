@@ -37,7 +37,7 @@ def _pool(*probs):
     labels, groups = _labels(40)
     made = [p(labels, groups) if callable(p) else p for p in probs]
     candidates = [ensemble.Candidate(i, None, p, "base") for i, p in enumerate(made)]
-    return ensemble.Pool(candidates, np.arange(len(labels)), labels, groups)
+    return ensemble.Pool(candidates, labels, groups)
 
 
 def test_two_trials_that_are_right_on_different_questions_make_an_ensemble():

@@ -46,7 +46,7 @@ class Candidate:
 
     number: int
     run_dir: Path
-    probs: np.ndarray  # rows x classes, in the order of `Pool.rows`
+    probs: np.ndarray  # rows x classes, validation rows in file order
     model_path: str | None
 
 
@@ -55,7 +55,6 @@ class Pool:
     """Every candidate, on the same validation rows."""
 
     candidates: list[Candidate]
-    rows: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
     skipped: list[str] = field(default_factory=list)  # why a completed trial is not one
@@ -125,7 +124,6 @@ def load_pool(sweep_dir: Path) -> Pool:
     question = reference.columns[1]  # row, <question column>, <label column>, logits
     return Pool(
         candidates,
-        reference["row"].to_numpy(),
         reference.iloc[:, 2].to_numpy(),
         reference[question].to_numpy(),
         skipped,

@@ -61,11 +61,11 @@ class Reports:
         self.last = reported.evaluation(record, self.best.add(record), self.num)
         tune.report(self.last)
 
-    def failure(self, error: BaseException | None) -> None:
+    def failure(self, config_error: dict[str, str] | None) -> None:
         """The failure report; a configuration error says which key (it stops the sweep)."""
         from ray import tune
 
-        tune.report({**reported.failure(self.last, self.num), **(problem(error) or {})})
+        tune.report({**reported.failure(self.last, self.num), **(config_error or {})})
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -83,25 +83,27 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     if _replay_finished(rd, reports):
         ledger.record_event(sweep_dir, trial_id, "replayed")
         return None
-    error: BaseException | None = None
+    config_error: dict[str, str] | None = None
     try:
-        failed, error = _run_job(spec, config, trial_id, num, reports)
+        failed, config_error = _run_job(spec, config, trial_id, num, reports)
     except Exception as e:  # the job never started (its config did not compose)
         _record_failure(rd, traceback.format_exc())
-        failed, error = True, e
+        failed, config_error = True, problem(e)
     finally:
         gc.collect()  # the trial's Trainer and optimizer: before the next trial allocates
         modeling.empty_device_cache()
         ledger.record_event(sweep_dir, trial_id, "released", **modeling.memory_in_use())
     if failed:
-        reports.failure(error)
+        reports.failure(config_error)
     return None  # the last report stands (returning a value would count as an evaluation)
 
 
 def _run_job(
     spec: TrialSpec, config: dict[str, Any], trial_id: str, num: int, reports
-) -> tuple[bool, BaseException | None]:
-    """Compose the trial's config and run the task as a Hydra job; (failed, its error)."""
+) -> tuple[bool, dict[str, str] | None]:
+    """Compose the trial's config and run the task as a Hydra job; (failed, the
+    configuration error it failed on, if it was one). The exception itself is not kept: its
+    frames hold the failed step's tensors, freed before the worker's next trial."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.singleton import Singleton
     from hydra.core.utils import JobStatus, run_job, setup_globals
@@ -132,7 +134,7 @@ def _run_job(
     rd = RunDir(Path(spec.sweep_dir) / str(num))
     if rd.read_result() is None and error is not None:  # failed before the task wrote one
         _record_failure(rd, "".join(traceback.format_exception(error)))
-    return True, error
+    return True, problem(error)
 
 
 def _record_failure(rd: RunDir, text: str) -> None:

@@ -92,8 +92,10 @@ def _top_mean(sweep: Path, test: Path, k: int) -> tuple[float, float]:
     equal weights, their own adapters (an ensemble.json beside the sweep's own)."""
     import pandas as pd
 
+    from lorahpo.rundir import Status
+
     trials = pd.read_csv(sweep / "trials.csv")
-    top = trials[trials["status"] == "completed"].nsmallest(k, "objective")
+    top = trials[trials["status"] == Status.COMPLETED].nsmallest(k, "objective")
     folder = sweep.parent / f"{sweep.name}-top{k}"
     folder.mkdir(exist_ok=True)
     members = [

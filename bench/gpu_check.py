@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lorahpo.rundir import RunDir
+from lorahpo.rundir import RunDir, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA3_8B = {  # meta-llama/Meta-Llama-3-8B config.json
@@ -196,7 +196,7 @@ def sweep_rows(sweep_dir: Path, wall_s: float) -> list[dict]:
                 **base,
                 "setting": f"trial {numbers[e['trial_id']]}"
                 + (" (warm)" if result.get("base_reused") else " (loads the base)"),
-                "ok": result["status"] == "completed",
+                "ok": result["status"] == Status.COMPLETED,
                 "objective": result.get("objective"),
                 "peak_gb": _gb(result.get("peak_gpu_memory_mb")),
                 "after_gb": _gb(e.get("gpu_allocated_mb")),

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lorahpo.rundir import RunDir
+from lorahpo.rundir import RunDir, Status
 from lorahpo.sweep import searchers
 from lorahpo.sweep.table import epoch_seconds
 
@@ -106,7 +106,7 @@ def sweep_curve(sweep_dir: Path, start: float, budget: float) -> dict:
     the budget's end counts the time it ran)."""
     t = pd.read_csv(sweep_dir / "trials.csv")
     end = epoch_seconds(t["ended_at"]) - start
-    done = (t["status"] == "completed") & t["objective"].notna()
+    done = (t["status"] == Status.COMPLETED) & t["objective"].notna()
     evals = [
         (_eval_seconds(Path(r)), w)
         for r, w in zip(t["run_dir"], t["duration_s"].fillna(0), strict=True)
@@ -154,7 +154,7 @@ def plain_tpe(tmp: Path, seed: int, slots: int, budget: float, overrides: list[s
         for trial, run_dir, began, proc in procs:
             proc.wait()
             result = RunDir(run_dir).read_result()
-            ended = (result and result.status == "completed") and result.objective is not None
+            ended = (result and result.status == Status.COMPLETED) and result.objective is not None
             study.tell(
                 trial,
                 result.objective if ended else None,

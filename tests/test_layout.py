@@ -1,6 +1,8 @@
-"""The shape of the library: no import cycles, and no function longer than a screen."""
+"""The shape of the library: no import cycles, no function longer than a screen, and every
+number a class is built with says what it counts."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,50 @@ def test_no_function_longer_than_a_screen():
                 if lines > MAX_LINES:
                     long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({lines})")
     assert not long, long
+
+
+def _is_dataclass(cls: ast.ClassDef) -> bool:
+    return any(
+        (d.func if isinstance(d, ast.Call) else d).id == "dataclass"
+        for d in cls.decorator_list
+        if isinstance(d.func if isinstance(d, ast.Call) else d, ast.Name)
+    )
+
+
+def _numbers(cls: ast.ClassDef) -> list[tuple[str, int]]:
+    """(name, line) of each int or float a class is constructed with: its dataclass fields,
+    its __init__'s parameters."""
+    annotated = []
+    if _is_dataclass(cls):
+        annotated += [
+            (n.target.id, n.lineno, n.annotation)
+            for n in cls.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+        ]
+    init = next(
+        (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None
+    )
+    if init:
+        args = init.args.args[1:] + init.args.kwonlyargs
+        annotated += [(a.arg, a.lineno, a.annotation) for a in args if a.annotation]
+    number = re.compile(r"\b(int|float)\b")
+    return [(name, line) for name, line, ann in annotated if number.search(ast.unparse(ann))]
+
+
+def test_every_number_a_class_is_built_with_is_documented():
+    """A step, an epoch, a second or a share: the reader of a field or parameter holding a
+    number is told which, in a comment on its line (or the line above) or in the class's or
+    its __init__'s docstring (`name` or `name:`)."""
+    silent = []
+    for path in sorted(SRC.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for cls in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            init = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+            doc = (ast.get_docstring(cls) or "") + "".join(ast.get_docstring(n) or "" for n in init)
+            for name, line in _numbers(cls):
+                commented = "#" in lines[line - 1] or lines[line - 2].strip().startswith("#")
+                if not (commented or re.search(rf"`{name}`|\b{name}:", doc)):
+                    silent.append(f"{path.relative_to(SRC)}:{line} {cls.name}.{name}")
+    assert not silent, silent

@@ -32,12 +32,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Loaded:
-    inputs_key: str
+    """What a worker keeps between trials, each part with the key it was built for."""
+
+    inputs_key: str  # inputs_key(cfg) of the data below
     inputs: Inputs
-    base_key: str | None = None
-    model: Any = None
-    head_name: str = ""
-    head_module: Any = None
+    base_key: str | None = None  # base_key(cfg, inputs) of the model below
+    model: Any = None  # the base model, between trials without an adapter
+    head_name: str = ""  # the classification head's attribute name (score, classifier, ...)
+    head_module: Any = None  # the head itself, its weights reset to head_init after a trial
     head_init: dict[str, Any] | None = None  # the head's weights as loaded
     hooks: int = 0  # forward/backward hooks at load time (k-bit preparation adds one)
 

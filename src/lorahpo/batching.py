@@ -26,7 +26,11 @@ from torch.utils.data import Sampler
 class PooledLengthSampler(Sampler[int]):
     """Row order for `pooled` batching; `batch_size` is rows per optimizer step (batch x
     gradient accumulation), so that batch boundaries fall where the Trainer cuts them. Only
-    the last batch of an epoch can be short. Deterministic for a seed and epoch."""
+    the last batch of an epoch can be short. Deterministic for a seed and epoch.
+
+    `lengths`: tokens per row; `pool_batches`: batches per random pool sorted by length;
+    `seed`: the pools' shuffle seed (with the epoch).
+    """
 
     def __init__(
         self, lengths: Sequence[int], batch_size: int, pool_batches: int, seed: int

@@ -32,7 +32,7 @@ from lorahpo import scoring
 from lorahpo.errors import UserError, report_user_error
 from lorahpo.objective import Objective, parse_objective
 from lorahpo.postprocess import apply_assignment
-from lorahpo.rundir import RunDir, read_json, write_json
+from lorahpo.rundir import RunDir, Status, read_json, write_json
 
 log = logging.getLogger(__name__)
 ENSEMBLE_FILE = "ensemble.json"  # a sweep's selection, or a retrained ensemble's members
@@ -44,7 +44,7 @@ K = 5  # members at most (with replacement: a trial chosen twice weighs twice)
 class Candidate:
     """A completed trial's validation predictions."""
 
-    number: int
+    number: int  # the trial's number in the sweep (trials.csv)
     run_dir: Path
     probs: np.ndarray  # rows x classes, validation rows in file order
     model_path: str | None
@@ -55,8 +55,8 @@ class Pool:
     """Every candidate, on the same validation rows."""
 
     candidates: list[Candidate]
-    labels: np.ndarray
-    groups: np.ndarray
+    labels: np.ndarray  # class index per validation row
+    groups: np.ndarray  # question per validation row (selection halves split by question)
     skipped: list[str] = field(default_factory=list)  # why a completed trial is not one
 
 
@@ -84,7 +84,7 @@ def load_pool(sweep_dir: Path) -> Pool:
     if not table.exists():
         raise UserError(f"{sweep_dir}: no trials.csv. Point it at a sweep's hydra.sweep.dir.")
     trials = pd.read_csv(table)
-    done = trials[trials["status"] == "completed"]
+    done = trials[trials["status"] == Status.COMPLETED]
     candidates, skipped, reference = [], [], None
     for row in done.itertuples(index=False):
         rd = RunDir(Path(row.run_dir))
@@ -263,7 +263,7 @@ def retrain(cfg: DictConfig, run: Any, run_dir: Path) -> None:
         member_cfg.ensemble.members = []
         rd = RunDir(run_dir / MEMBERS_DIR / str(i))
         done = rd.read_result()
-        if done is not None and done.status == "completed" and rd.has_adapter():
+        if done is not None and done.status == Status.COMPLETED and rd.has_adapter():
             log.info("member %d (trial %s): already trained in %s", i, member.trial, rd.path)
         else:
             log.info(

@@ -31,9 +31,9 @@ class Inputs:
     train_rows: np.ndarray  # rows of `frame` in the training set
     val_rows: np.ndarray  # rows of `frame` behind each validation example, in eval order
     model_path: str  # the base model's folder (or hub id, with downloads allowed)
-    tokenizer: Any
+    tokenizer: Any  # transformers' tokenizer of the base model, pad token set
     train_ds: Any  # datasets.Dataset: input_ids, attention_mask, labels
-    val_ds: Any
+    val_ds: Any  # the same, for the validation rows (empty when not validate)
     validate: bool  # False: the final model, trained on every row
     train_lengths: np.ndarray  # tokens per training example (batching, throughput)
 

@@ -34,7 +34,8 @@ MIN_FALL = 0.02
 
 class RisingLR(TrainerCallback):
     """Sets step k's learning rate to LR_START * (LR_END / LR_START) ** (k / (steps - 1)) and
-    records each step's training loss; stops the run once the loss has clearly diverged."""
+    records each step's training loss; stops the run once the loss has clearly diverged.
+    `steps`: optimizer steps the range test spans."""
 
     def __init__(self, steps: int) -> None:
         self.lrs = np.geomspace(LR_START, LR_END, steps).tolist()

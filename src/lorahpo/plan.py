@@ -19,9 +19,9 @@ BATCHINGS = ("random", "length", "pooled")  # train.batching (lorahpo.batching)
 class TrainingPlan:
     """Steps and evaluations a run will do, so budgets can be stated in evaluations."""
 
-    steps_per_epoch: int
-    total_steps: int
-    eval_steps: int
+    steps_per_epoch: int  # optimizer steps (rows / (batch x grad_accum), rounded up)
+    total_steps: int  # optimizer steps of the whole run
+    eval_steps: int  # optimizer steps between evaluations (train.eval_every in steps)
     planned_evals: int  # evaluation slots: one every eval_steps, the last at the end
     eval_at: frozenset[int] | None = None  # the slots that run (the last always); None: all
 

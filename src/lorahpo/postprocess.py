@@ -98,7 +98,7 @@ class GroupCounts:
 
     processed: int  # groups of exactly K rows: posterior applied
     skipped: int  # groups of another size: left unchanged
-    rows_skipped: int
+    rows_skipped: int  # rows of those skipped groups
 
     def __str__(self) -> str:
         return (

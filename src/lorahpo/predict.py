@@ -210,10 +210,10 @@ class InferRequest:
     test_path: str
     output: str | None = None  # None: <run_dir>/submission.csv
     hardware: DictConfig | None = None  # None: the run's own hardware settings
-    batch_size: int = 32
-    sort_by_length: bool = True
-    merge_adapter: bool = False
-    postprocess: str = "assignment"
+    batch_size: int = 32  # rows per forward pass
+    sort_by_length: bool = True  # batch rows of similar length (less padding); order kept
+    merge_adapter: bool = False  # fold the LoRA weights into the base before predicting
+    postprocess: str = "assignment"  # one of lorahpo.scoring.METHODS
     progress: bool = True
 
     @classmethod

@@ -47,7 +47,7 @@ class ResumePoint:
     done up to it, and the validation logits of the best of them (for val_predictions.csv)."""
 
     checkpoint: Path
-    step: int
+    step: int  # optimizer steps done at the checkpoint
     history: list[EvalRecord]
     best_logits: np.ndarray | None
 

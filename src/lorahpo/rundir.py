@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,17 @@ VAL_PREDICTIONS = "val_predictions.csv"  # the best evaluation's logits per vali
 CHECKPOINTS = "checkpoints"  # the latest and best checkpoints (lorahpo.resume); removed at the end
 ENVIRONMENT = "environment.json"  # what reproducing the run needs: versions, GPU, model, commit
 
-STATUSES = ("completed", "stopped", "paused", "failed", "interrupted")
+
+class Status(StrEnum):
+    """How a run or a sweep's trial stands: `result.json`'s and `trials.csv`'s `status`. A
+    str, so it is written, read and compared as the plain word."""
+
+    COMPLETED = "completed"  # trained to its last evaluation: an adapter to ship
+    STOPPED = "stopped"  # ended by the scheduler before its last evaluation
+    PAUSED = "paused"  # waiting at a rung (promotion-type ASHA) when the sweep ended
+    FAILED = "failed"  # its own code raised; error.txt holds the traceback
+    INTERRUPTED = "interrupted"  # the sweep was killed while it ran; a rerun resumes it
+    RUNNING = "running"  # trials.csv only, while the sweep is still going
 
 
 @dataclass
@@ -39,16 +50,16 @@ class EvalRecord:
     """
 
     eval: int  # 1, 2, ...
-    step: int
-    epoch: float
+    step: int  # optimizer steps done (gradient accumulation counted once)
+    epoch: float  # epochs done, fractional (1.25: a quarter into the second)
     objective: float | None
-    eval_log_loss: float | None
-    eval_accuracy: float | None
-    train_loss: float | None = None
+    eval_log_loss: float | None  # nats per row, before post-processing
+    eval_accuracy: float | None  # share of rows right, 0..1
+    train_loss: float | None = None  # the last training loss logged before it (nats per row)
     planned_evals: int | None = None  # fewer evaluations done: stopped early
     subset: bool = False  # on train.eval_subset's share of the fold, not the whole of it
-    time: float = 0.0  # wall clock at the evaluation, to line trials up in a sweep
-    train_started_at: float = 0.0
+    time: float = 0.0  # wall clock at the evaluation (Unix seconds), to line trials up
+    train_started_at: float = 0.0  # wall clock (Unix seconds) of the run's first step
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -81,34 +92,34 @@ class RunResult:
     """How a run ended (`result.json`). Completed runs fill every field they can; a failed run
     has `error`; an early-stopped trial has the best objective of the evaluations it did."""
 
-    status: str  # one of STATUSES
-    objective: float | None = None
-    objective_name: str | None = None
-    error: str | None = None
-    note: str | None = None
-    validated: bool | None = None
-    evals_done: int | None = None
-    planned_evals: int | None = None
-    best_step: int | None = None
-    best_epoch: float | None = None
-    best_log_loss: float | None = None  # without post-processing
-    best_accuracy: float | None = None
+    status: Status
+    objective: float | None = None  # the best evaluation's, in the objective's own unit
+    objective_name: str | None = None  # `objective=` of the config: log_loss, accuracy, ...
+    error: str | None = None  # a failed run's last line of error.txt
+    note: str | None = None  # how a result not of a whole run was made
+    validated: bool | None = None  # False: trained on every row, no validation fold
+    evals_done: int | None = None  # evaluations of the validation fold this run did
+    planned_evals: int | None = None  # evaluations it would have done to the end
+    best_step: int | None = None  # optimizer steps at the best evaluation
+    best_epoch: float | None = None  # epochs (fractional) at the best evaluation
+    best_log_loss: float | None = None  # nats per row, without post-processing
+    best_accuracy: float | None = None  # share of rows right, 0..1
     best_metrics: dict[str, Any] = field(default_factory=dict)  # post-processed variants
-    temperature: float | None = None
-    train_rows: int | None = None
-    train_steps: int | None = None
-    train_time_s: float | None = None
-    eval_time_s: float | None = None
-    startup_s: float | None = None  # job start to the first training step
+    temperature: float | None = None  # the best evaluation's fitted temperature (>0, 1: none)
+    train_rows: int | None = None  # rows of the training split
+    train_steps: int | None = None  # optimizer steps, the whole run
+    train_time_s: float | None = None  # seconds training this process, evaluations left out
+    eval_time_s: float | None = None  # seconds evaluating this process
+    startup_s: float | None = None  # seconds from the job's start to the first training step
     resumed_from_step: int | None = None  # continued from the checkpoint of an interrupted run
     base_reused: bool | None = None  # the base model was kept from an earlier trial
     peak_gpu_memory_mb: float | None = None  # torch's peak allocation during the run (GPU)
-    train_tokens: int | None = None
-    train_tokens_per_s: float | None = None
-    trainable_params: int | None = None
-    total_params: int | None = None
-    model_path: str | None = None
-    wall_time_s: float | None = None
+    train_tokens: int | None = None  # tokens of every training row x epochs (padding out)
+    train_tokens_per_s: float | None = None  # of this process's part of the run
+    trainable_params: int | None = None  # parameters LoRA (and the head) train
+    total_params: int | None = None  # every parameter of the model as loaded
+    model_path: str | None = None  # the base model's folder
+    wall_time_s: float | None = None  # seconds from the job's start to result.json
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
@@ -119,6 +130,7 @@ class RunResult:
     def from_json(cls, obj: dict[str, Any]) -> RunResult:
         names = {f.name for f in fields(cls)} - {"best_metrics"}
         known = {k: v for k, v in obj.items() if k in names}
+        known["status"] = Status(known["status"])
         return cls(**known, best_metrics={k: v for k, v in obj.items() if k not in names})
 
 
@@ -143,11 +155,15 @@ class RunDir:
     def read_result(self) -> RunResult | None:
         """The run's result, or None if it has none yet (or an unreadable one)."""
         obj = read_json(self.result_path)
-        if obj is None and self.result_path.exists():
+        try:
+            result = RunResult.from_json(obj) if obj else None
+        except (KeyError, ValueError, TypeError):
+            result = None  # no status, or a word Status does not know
+        if result is None and self.result_path.exists():
             log.warning(
                 "%s is unreadable (cut short?): the run counts as unfinished", self.result_path
             )
-        return RunResult.from_json(obj) if obj else None
+        return result
 
     def write_result(self, result: RunResult) -> None:
         write_json(self.result_path, result.to_json())

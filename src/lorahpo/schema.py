@@ -31,7 +31,7 @@ class DataConfig:
     question_column: str = MISSING
     text_column: str = MISSING
     label_column: str = MISSING
-    num_labels: int = MISSING
+    num_labels: int = MISSING  # classes (the reference task: 7)
     folds: int = MISSING  # GroupKFold folds, by question
     val_fold: int | None = MISSING  # null: train on every row, no validation
     max_length: int = MISSING  # tokens per row; longer rows are truncated
@@ -141,31 +141,35 @@ class LoggerConfig:
 
 @dataclass
 class LoraConfig:
-    r: int = MISSING
-    alpha: Any = MISSING  # a number; null: r x alpha_ratio
-    alpha_ratio: Any = MISSING  # a number
-    dropout: float = MISSING
-    target_modules: Any = MISSING
-    bias: str = MISSING
+    """`lora.*`: the adapter (PEFT's LoraConfig)."""
+
+    r: int = MISSING  # rank of the update matrices
+    alpha: Any = MISSING  # a number: the update is scaled by alpha / r; null: r x alpha_ratio
+    alpha_ratio: Any = MISSING  # a number: alpha as a multiple of r
+    dropout: float = MISSING  # probability, 0..1, on the adapter's input
+    target_modules: Any = MISSING  # module names (a list) or PEFT's all-linear
+    bias: str = MISSING  # none | all | lora_only: which biases train
 
 
 @dataclass
 class TrainingConfig:
-    lr: float = MISSING
-    epochs: Any = MISSING  # a number: a float is allowed
-    batch_size: int = MISSING
-    grad_accum: int = MISSING
-    weight_decay: float = MISSING
-    warmup_ratio: float = MISSING
-    lr_scheduler: str = MISSING
-    label_smoothing: float = MISSING
+    """`train.*`: the optimisation (the HF Trainer's TrainingArguments)."""
+
+    lr: float = MISSING  # peak learning rate (AdamW), after warm-up
+    epochs: Any = MISSING  # passes over the training rows: a float is allowed
+    batch_size: int = MISSING  # rows per forward pass, per device
+    grad_accum: int = MISSING  # forward passes per optimizer step
+    weight_decay: float = MISSING  # AdamW's decoupled decay, per step x lr
+    warmup_ratio: float = MISSING  # share of the optimizer steps, 0..1
+    lr_scheduler: str = MISSING  # any HF scheduler name: cosine, linear, ...
+    label_smoothing: float = MISSING  # 0..1, share of the target spread over the classes
     eval_every: float = MISSING  # in epochs
     eval_at: list[int] | None = MISSING  # which evaluations run (null: every one)
     eval_subset: Any = MISSING  # a share in (0, 1), or null
-    eval_batch_size: int = MISSING
-    max_grad_norm: float = MISSING
+    eval_batch_size: int = MISSING  # rows per forward pass in evaluations
+    max_grad_norm: float = MISSING  # gradient clipping (L2 norm over every trained weight)
     batching: str = MISSING  # random | length | pooled
-    pool_batches: int = MISSING
+    pool_batches: int = MISSING  # pooled: batches per pool that is sorted by length
 
 
 @dataclass
@@ -186,9 +190,9 @@ class PathsConfig:
 class TrainSchema:
     """The whole training config (`conf/train.yaml`): one typed node per config group."""
 
-    seed: int = MISSING
+    seed: int = MISSING  # the training seed (weights' init, dropout, row order)
     progress_bar: bool = MISSING
-    objective: str = MISSING
+    objective: str = MISSING  # lorahpo.objective: log_loss, accuracy, log_loss_assignment, ...
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)

@@ -193,12 +193,12 @@ class _Style:
 
     opener: int  # index of the signature opener
     p_opener: float  # chance of using it (else a random opener, or none)
-    closer: int
-    p_closer: float
-    mean_sentences: float
-    p_list: float
-    bullet: str
-    p_hedge: float
+    closer: int  # index of the signature closing line
+    p_closer: float  # chance of ending with it
+    mean_sentences: float  # sentences per answer, on average (Poisson)
+    p_list: float  # chance of a bulleted list, in answers of 3+ sentences
+    bullet: str  # the list's bullet
+    p_hedge: float  # chance of a hedge, per sentence
     word_bias: float  # extra weight on this source's favoured slice of the vocabulary
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from lorahpo.errors import UserError
-from lorahpo.rundir import read_json, write_json
+from lorahpo.rundir import Status, read_json, write_json
 
 PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
 TRACKING_FILE = "tracking.json"  # a sweep's parent run, or a run's own, kept for resume
@@ -229,7 +229,7 @@ def end_sweep(cfg: DictConfig, trials, best: dict[str, Any] | None, interrupted:
     if parent is None:
         return
     client = MlflowClient()
-    ended = {"completed": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
+    ended = {Status.COMPLETED: "FINISHED", Status.STOPPED: "KILLED", Status.FAILED: "FAILED"}
     by_dir = dict(zip(trials["run_dir"], trials["status"], strict=True))
     children = client.search_runs(
         [parent.info.experiment_id],

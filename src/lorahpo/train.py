@@ -23,7 +23,7 @@ from lorahpo.inputs import Inputs
 from lorahpo.objective import parse_objective
 from lorahpo.plan import check_train_config, training_plan
 from lorahpo.report import report
-from lorahpo.rundir import EvalRecord, RunDir, RunResult, write_json
+from lorahpo.rundir import EvalRecord, RunDir, RunResult, Status, write_json
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _run_one(cfg: DictConfig, rd: RunDir) -> float | None:
         failure = explain(e)
         rd.write_result(
             RunResult(
-                status="failed",
+                status=Status.FAILED,
                 error=f"{type(failure).__name__}: {failure}",
                 wall_time_s=round(time.time() - start, 2),
             )
@@ -277,7 +277,7 @@ def _result(cfg: DictConfig, inputs: Inputs, output, recorder, resume, started_a
     part = (output.global_step - start_step) / max(output.global_step, 1)
     started = recorder.train_started_at
     return RunResult(
-        status="completed",
+        status=Status.COMPLETED,
         objective_name=cfg.objective,
         validated=inputs.validate,
         train_rows=len(inputs.train_ds),

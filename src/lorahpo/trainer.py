@@ -93,10 +93,12 @@ class InOrderEvalTrainer(TrainerHooks):
     length; our validation set is already sorted by length, and its predictions must line up
     with its rows (val_predictions.csv).
 
-    `subset_ds`: the rows the evaluations before the last use (train.eval_subset). Whether
-    the evaluation under way is on them is the `EvalScorer`'s `subset` (it picks the rows'
-    questions by it, the recorder marks the record by it); this trainer alone sets it, and an
-    evaluation on the subset never becomes the best checkpoint.
+    `pool_batches`: batches per length-sorted pool (None: the sampler TrainingArguments name);
+    `train_lengths`: tokens per training row, for the pools. `subset_ds`: the rows the
+    evaluations before the last use (train.eval_subset). Whether the evaluation under way is
+    on them is the `EvalScorer`'s `subset` (it picks the rows' questions by it, the recorder
+    marks the record by it); this trainer alone sets it, and an evaluation on the subset
+    never becomes the best checkpoint.
     """
 
     def __init__(

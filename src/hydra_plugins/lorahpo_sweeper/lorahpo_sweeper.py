@@ -35,7 +35,8 @@ ConfigStore.instance().store(
 
 class LorahpoSweeper(Sweeper):
     """Search algorithm (`search`) x scheduler (`scheduler`) over `search.space`, on Ray Tune;
-    every trial is the task run as an ordinary Hydra job in `<sweep_dir>/<n>/`."""
+    every trial is the task run as an ordinary Hydra job in `<sweep_dir>/<n>/`. Its parameters
+    are LorahpoSweeperConf's (`resume`, `warm_trials`; `status_every`: seconds)."""
 
     def __init__(
         self, resume: bool = False, warm_trials: bool = True, status_every: float = 30.0

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lorahpo.errors import UserError
+from lorahpo.rundir import Status
 from lorahpo.sweep import ledger
 
 BUDGET_FILE = "budget.json"  # {"time_budget_s", "spent_s", "ended"}
@@ -72,7 +73,7 @@ def bought(sweep_dir: Path, counts: dict[str, int]) -> str:
     shown = ", ".join(f"{n} {status}" for status, n in counts.items())
     line = f"time budget {clock(total)}: {clock(spent)} spent on {sum(counts.values())} "
     line += f"trials ({shown})"
-    if counts.get("paused"):
+    if counts.get(Status.PAUSED):
         line += (
             "; the paused trials stopped at the budget with their checkpoints: resume with a "
             "larger search.time_budget to continue them"
@@ -88,7 +89,8 @@ def ended_at_budget(sweep_dir: Path) -> bool:
 class Budget:
     """The budget of one driver run: `total_s` for the whole sweep, of which earlier runs of
     it spent what `budget.json` says. `milestone` is the evaluations a trial needs before
-    the scheduler first judges it (all of them without early stopping)."""
+    the scheduler first judges it (all of them without early stopping); `began`: this driver
+    run's start (Unix seconds; None: now)."""
 
     def __init__(
         self, sweep_dir: Path, total_s: float, milestone: int, began: float | None = None
@@ -119,7 +121,7 @@ class Budget:
             return value
         starts: dict[str, list[float]] = {}  # a trial starts again when resumed or promoted
         for e in ledger.read_events(self.sweep_dir):
-            if e["event"] == "start":
+            if e["event"] == ledger.Event.START:
                 starts.setdefault(e["trial_id"], []).append(e["time"])
         for trial_id, num in ledger.trial_numbers(self.sweep_dir).items():
             if trial_id in starts and trial_id not in self._reached:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lorahpo import ensemble, tracking
 from lorahpo.errors import UserError
+from lorahpo.rundir import Status
 from lorahpo.sweep import budget, config_failure, ledger, searchers
 from lorahpo.sweep.budget_gate import BudgetWatch, gate
 from lorahpo.sweep.console import say
@@ -146,7 +147,7 @@ def run_trials(
             )
             fit(restored)
         done = len(ledger.trial_numbers(plan.sweep_dir))
-        interrupted = (collect_trials(plan.sweep_dir, [])["status"] == "interrupted").any()
+        interrupted = (collect_trials(plan.sweep_dir, [])["status"] == Status.INTERRUPTED).any()
         more = plan.size is None or done < plan.size
         in_time = timer is None or (not timer.ended and timer.allows_new_trial())
         if more and in_time and not interrupted:
@@ -250,7 +251,7 @@ def finish(plan: SweepPlan, config: DictConfig) -> float:
     start = best_start_point(trials, keys, plan.points, objective)
     # a stop signal between trials leaves no trial unfinished, only some never started
     short = plan.time_budget_s is None and len(trials) < plan.size
-    interrupted = (trials["status"] == "interrupted").any() or short
+    interrupted = (trials["status"] == Status.INTERRUPTED).any() or short
     tracking.end_sweep(config, trials, None if best is None else dict(best), bool(interrupted))
     if interrupted:
         print(
@@ -259,9 +260,9 @@ def finish(plan: SweepPlan, config: DictConfig) -> float:
             file=sys.stderr,
         )
         raise SystemExit(130)
-    if best is None or not (trials["status"] == "completed").any():
+    if best is None or not (trials["status"] == Status.COMPLETED).any():
         why = f"see the error files listed in {plan.sweep_dir}/trials.csv"
-        if (trials["status"] == "paused").any():
+        if (trials["status"] == Status.PAUSED).any():
             why = "the paused ones continue on a resume with a larger search.time_budget"
         print(f"error: no trial completed; {why}.", file=sys.stderr)
         raise SystemExit(1)
@@ -273,7 +274,7 @@ def finish(plan: SweepPlan, config: DictConfig) -> float:
         )
     mattered = importances(plan.sweep_dir)
     if mattered:
-        done = int((trials["status"] == "completed").sum())
+        done = int((trials["status"] == Status.COMPLETED).sum())
         print(f"\nwhich hyperparameters mattered ({objective.metric}, fANOVA, {done} trials):")
         for key, share in mattered.items():
             print(f"  {key:<24} {share:.2f}")

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,19 @@ from lorahpo.rundir import read_json, read_jsonl, write_json
 log = logging.getLogger(__name__)
 NUMBERS_FILE = "trial_numbers.json"
 EVENTS_FILE = "trial_events.jsonl"
-# start / complete / error / retry / paused (the driver: paused at a rung by promotion-type
-# ASHA); worker / released / replayed (the worker)
-EVENTS = ("start", "complete", "error", "retry", "worker", "released", "replayed", "paused")
+
+
+class Event(StrEnum):
+    """What `trial_events.jsonl` records of a trial (its `event` field)."""
+
+    START = "start"  # the driver: Ray started (or promoted) the trial; with its params
+    COMPLETE = "complete"  # the driver: it ended with a result
+    ERROR = "error"  # the driver: it failed
+    RETRY = "retry"  # the driver: Ray restarts it after a lost worker
+    PAUSED = "paused"  # the driver: promotion-type ASHA paused it at a rung; with the rung
+    WORKER = "worker"  # the worker: the process running it (pid, start time, host, node)
+    RELEASED = "released"  # the worker: it let go of the kept base model; with memory in use
+    REPLAYED = "replayed"  # the worker: Ray replayed its start after a driver restart
 
 
 def claim_number(sweep_dir: Path, trial_id: str) -> int:
@@ -69,9 +80,9 @@ def trial_numbers(sweep_dir: Path) -> dict[str, int]:
     return rebuilt
 
 
-def record_event(sweep_dir: Path, trial_id: str, event: str, **fields: Any) -> None:
-    """Append one trial event (one of EVENTS) with the wall time."""
-    assert event in EVENTS, event
+def record_event(sweep_dir: Path, trial_id: str, event: Event, **fields: Any) -> None:
+    """Append one trial event with the wall time."""
+    event = Event(event)
     with (sweep_dir / EVENTS_FILE).open("a") as f:
         f.write(
             json.dumps({"trial_id": trial_id, "event": event, "time": time.time(), **fields}) + "\n"

@@ -48,11 +48,11 @@ class SweepPlan:
     time_budget_s: float | None  # search.time_budget, for the whole sweep
     milestone: int  # evaluations before the scheduler first judges a trial
     max_evals: int  # the most evaluations any trial does (the schedulers' budget)
-    max_retries: int
-    scheduler: Any
+    max_retries: int  # restarts of a trial whose worker was lost (hardware.max_retries)
+    scheduler: Any  # the `scheduler` config group
     points: list[dict[str, Any]]  # start points
     warm_points: list[tuple[dict[str, Any], float]]  # earlier sweeps' results
-    warm_skipped: int
+    warm_skipped: int  # earlier sweeps' completed trials outside this space, left out
     notes: list[str]
 
 

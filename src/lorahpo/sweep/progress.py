@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 from lorahpo.errors import first_line
 from lorahpo.objective import Objective
-from lorahpo.rundir import RunDir, RunResult
+from lorahpo.rundir import RunDir, RunResult, Status
 from lorahpo.sweep import budget, ledger, reported
 from lorahpo.sweep.budget import clock
 from lorahpo.sweep.console import say
@@ -27,7 +28,8 @@ WORKER_DIED += ("OutOfMemoryError: Task was killed",)
 
 class TrialEvents(Callback):
     """Ledger events, progress lines and summary requests; a status line every
-    `status_every` seconds while trials run."""
+    `status_every` seconds while trials run. `n_trials`: trials planned (None: as many as the
+    time budget allows); `concurrency`: trials at once."""
 
     def __init__(
         self,
@@ -46,22 +48,24 @@ class TrialEvents(Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self.started[trial.trial_id] = time.time()
         params = plain_params(trial.config)
-        ledger.record_event(self.sweep_dir, trial.trial_id, "start", params=params)
+        ledger.record_event(self.sweep_dir, trial.trial_id, ledger.Event.START, params=params)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         failed = reported.failed(trial.last_result)  # its code raised: it recorded why
-        ledger.record_event(self.sweep_dir, trial.trial_id, "error" if failed else "complete")
+        ledger.record_event(
+            self.sweep_dir, trial.trial_id, ledger.Event.ERROR if failed else ledger.Event.COMPLETE
+        )
         self._finished(trials, trial, failed=failed)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         """Ray gave up on a trial: its worker or node was lost once more than retried."""
-        ledger.record_event(self.sweep_dir, trial.trial_id, "error")
+        ledger.record_event(self.sweep_dir, trial.trial_id, ledger.Event.ERROR)
         self._record_missing_result(trial)
         self._finished(trials, trial, failed=True)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """Ray retries a trial whose worker or node was lost (lorahpo.sweep.ray_session)."""
-        ledger.record_event(self.sweep_dir, trial.trial_id, "retry")
+        ledger.record_event(self.sweep_dir, trial.trial_id, ledger.Event.RETRY)
         num = ledger.trial_numbers(self.sweep_dir).get(trial.trial_id, "?")
         why = first_line(ray_error(trial) or "its worker was lost")[:200]
         say(
@@ -77,7 +81,7 @@ class TrialEvents(Callback):
             return
         rd = RunDir(self.sweep_dir / str(num))
         result = rd.read_result()
-        if result is not None and result.status == "failed":
+        if result is not None and result.status == Status.FAILED:
             return  # the trial recorded its own failure
         error = ray_error(trial) or "the trial ended without a result"
         rd.path.mkdir(parents=True, exist_ok=True)
@@ -85,14 +89,14 @@ class TrialEvents(Callback):
             rd.error_path.write_text(error + "\n")
         died = any(sign in error for sign in WORKER_DIED)
         message = worker_died_message(error) if died else first_line(error)
-        rd.write_result(RunResult(status="failed", error=message))
+        rd.write_result(RunResult(status=Status.FAILED, error=message))
 
     def on_step_end(self, iteration, trials, **info):
         now = time.time()
         if now - self.last_status < self.status_every:
             return
         self.last_status = now
-        running = [t for t in trials if t.status == "RUNNING"]
+        running = [t for t in trials if t.status == Trial.RUNNING]
         if running:
             say(self._status(trials, running, now))
 
@@ -101,7 +105,7 @@ class TrialEvents(Callback):
             self.durations.append(time.time() - self.started.pop(trial.trial_id))
         line = progress_line(self.sweep_dir, trial.trial_id, failed, trial.last_result or {})
         done = 1 + sum(t.is_finished() and t is not trial for t in trials)
-        running = {t.trial_id for t in trials if t.status == "RUNNING" and t is not trial}
+        running = {t.trial_id for t in trials if t.status == Trial.RUNNING and t is not trial}
         total = f"/{self.n_trials}" if self.n_trials else ""
         say(f"{line} | {done}{total} done, {len(running)} running")
         request_summary(self.sweep_dir, running)
@@ -120,7 +124,7 @@ class TrialEvents(Callback):
         shown = f"best so far {best:.4f}" if best is not None else "no trial finished yet"
         total = f"/{self.n_trials}" if self.n_trials else ""
         line = f"{clock(now - self.began)} elapsed | {done}{total} done | "
-        paused = sum(t.status == "PAUSED" for t in trials)
+        paused = sum(t.status == Trial.PAUSED for t in trials)
         line += f"{paused} paused at a rung | " if paused else ""
         line += ", ".join(parts) + f" | {shown}"
         left = None

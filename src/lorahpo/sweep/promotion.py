@@ -38,7 +38,11 @@ def promotable(
 
 
 class PromotionASHA(FIFOScheduler):
-    """Pauses trials at the rungs (in evaluations) and resumes the promotable ones first."""
+    """Pauses trials at the rungs (in evaluations) and resumes the promotable ones first.
+
+    `rungs`: evaluations at which trials are compared; `factor`: 1/factor of the trials at a
+    rung go on (ASHA's reduction factor).
+    """
 
     def __init__(
         self, sweep_dir: Path, rungs: list[int], factor: float, objective: Objective
@@ -67,7 +71,7 @@ class PromotionASHA(FIFOScheduler):
         ):
             self.promoted[rung].add(trial.trial_id)
             return TrialScheduler.CONTINUE
-        ledger.record_event(self.sweep_dir, trial.trial_id, "paused", rung=rung)
+        ledger.record_event(self.sweep_dir, trial.trial_id, ledger.Event.PAUSED, rung=rung)
         tune_controller.search_alg.on_pause(trial.trial_id)
         return TrialScheduler.PAUSE
 

@@ -103,7 +103,7 @@ def stop_strays(sweep_dir: Path) -> list[int]:
     """Stop the processes an earlier driver of this sweep started that are still alive on
     this host; returns their pids. Call only while holding the sweep's lock."""
     recorded = list(read_json(sweep_dir / PROCESSES_FILE) or [])
-    recorded += [e for e in ledger.read_events(sweep_dir) if e.get("event") == "worker"]
+    recorded += [e for e in ledger.read_events(sweep_dir) if e.get("event") == ledger.Event.WORKER]
     host, alive = socket.gethostname(), []
     for entry in recorded:
         if entry.get("host") != host or not entry.get("started") or entry["pid"] == os.getpid():

@@ -22,12 +22,12 @@ from lorahpo.errors import UserError, first_line
 class Param:
     """One searched hyperparameter: a list of values, or a numeric interval."""
 
-    key: str
+    key: str  # the config key it overrides (lora.r, train.lr, ...)
     values: tuple[Any, ...] | None = None  # choice / range
-    low: float | None = None  # interval
-    high: float | None = None
-    log: bool = False
-    integer: bool = False
+    low: float | None = None  # interval: its lower bound, in the key's own unit
+    high: float | None = None  # interval: its upper bound
+    log: bool = False  # sampled uniformly in log space
+    integer: bool = False  # rounded to whole numbers
 
     @property
     def is_choice(self) -> bool:

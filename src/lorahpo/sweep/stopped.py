@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from lorahpo.rundir import RunDir, RunResult
+from lorahpo.rundir import RunDir, RunResult, Status
 
 
 def finalize_stopped(trials: pd.DataFrame) -> None:
     """Give each early-stopped trial a `result.json` and drop its partial checkpoints."""
-    for row in trials[trials["status"] == "stopped"].itertuples():
+    for row in trials[trials["status"] == Status.STOPPED].itertuples():
         rd = RunDir(Path(row.run_dir))
         shutil.rmtree(rd.checkpoints_path, ignore_errors=True)
         if rd.read_result() is None:
             rd.write_result(
                 RunResult(
-                    status="stopped",
+                    status=Status.STOPPED,
                     objective=None if pd.isna(row.objective) else float(row.objective),
                     evals_done=int(row.evals_done),
                     train_steps=int(row.steps),

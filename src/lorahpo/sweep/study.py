@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from lorahpo.objective import DEFAULT, Objective
-from lorahpo.rundir import RunDir
+from lorahpo.rundir import RunDir, Status
 from lorahpo.sweep.space import Param
 
 STUDY_FILE = "study.db"
@@ -50,9 +50,9 @@ def frozen_trials(trials: pd.DataFrame, space: dict[str, Param]) -> list:
     from optuna.trial import TrialState
 
     states = {
-        "completed": TrialState.COMPLETE,
-        "stopped": TrialState.PRUNED,
-        "failed": TrialState.FAIL,
+        Status.COMPLETED: TrialState.COMPLETE,
+        Status.STOPPED: TrialState.PRUNED,
+        Status.FAILED: TrialState.FAIL,
     }
     out = []
     for row in trials.to_dict("records"):  # (itertuples would rename the dotted keys)
@@ -173,7 +173,7 @@ def learning_curves(sweep_dir: Path, trials: pd.DataFrame) -> Path | None:
     what the scheduler stopped. (Optuna's intermediate-values plot colours by trial.)"""
     import matplotlib.pyplot as plt
 
-    colours = {"completed": "tab:blue", "stopped": "tab:orange", "failed": "tab:red"}
+    colours = {Status.COMPLETED: "tab:blue", Status.STOPPED: "tab:orange", Status.FAILED: "tab:red"}
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn = set()
     for row in trials.itertuples(index=False):

@@ -19,9 +19,10 @@ import pandas as pd
 
 from lorahpo.errors import first_line
 from lorahpo.objective import DEFAULT, Objective
-from lorahpo.rundir import STATUSES, RunDir, deciding
+from lorahpo.rundir import RunDir, Status, deciding
 from lorahpo.sweep import ledger, reported
 from lorahpo.sweep.budget import ended_at_budget
+from lorahpo.sweep.ledger import Event
 
 TRIALS_FILE = "trials.csv"
 
@@ -34,7 +35,7 @@ def progress_line(sweep_dir: Path, trial_id: str, failed: bool, last: dict[str, 
     if failed:
         error = first_line(result.error) if result and result.error else "error"
         return f"trial {num} failed: {error} ({rd.error_path})"
-    status = "completed" if result and result.status == "completed" else "stopped"
+    status = Status.COMPLETED if result and result.status == Status.COMPLETED else Status.STOPPED
     evals = last.get(reported.TIME_ATTR, "?")
     objective = last.get("objective")
     shown = f"{objective:.4f}" if isinstance(objective, float) else "-"
@@ -52,7 +53,7 @@ def collect_trials(
     sweep stopped them at its time budget or the scheduler paused them at a rung)."""
     running, param_keys = set(running), list(param_keys)
     events = _events_by_trial(sweep_dir)
-    cut = "paused" if ended_at_budget(sweep_dir) else "interrupted"
+    cut = Status.PAUSED if ended_at_budget(sweep_dir) else Status.INTERRUPTED
     rows = [
         _row(
             sweep_dir, num, trial_id, events.get(trial_id, {}), param_keys, running, cut, objective
@@ -73,38 +74,39 @@ def _events_by_trial(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     events: dict[str, dict[str, Any]] = {}
     for e in ledger.read_events(sweep_dir):
         trial = events.setdefault(e["trial_id"], {})
-        if e["event"] == "paused" and "start" in trial:
-            run = trial.setdefault("running", {"since": trial["start"]["time"], "before": 0.0})
+        if e["event"] == Event.PAUSED and Event.START in trial:
+            run = trial.setdefault("running", {"since": trial[Event.START]["time"], "before": 0.0})
             run["before"] += e["time"] - (run["since"] or e["time"])
             run["since"] = None  # until it is promoted
-        if e["event"] == "start" and "paused" in trial:  # promoted: the same run goes on
-            del trial["paused"]
+        if e["event"] == Event.START and Event.PAUSED in trial:  # promoted: the same run goes on
+            del trial[Event.PAUSED]
             trial["running"]["since"] = e["time"]
             continue
-        if e["event"] == "start":  # a restarted trial starts afresh...
-            first, worker = trial.get("start"), trial.get("worker")
+        if e["event"] == Event.START:  # a restarted trial starts afresh...
+            first, worker = trial.get(Event.START), trial.get(Event.WORKER)
             trial.clear()
             if first is not None:
                 trial["first_start"] = first
             if worker is not None:  # the worker may note itself before the driver does
-                trial["worker"] = worker
-        if e["event"] == "replayed" and "first_start" in trial:
+                trial[Event.WORKER] = worker
+        if e["event"] == Event.REPLAYED and "first_start" in trial:
             # ...unless it had finished and was only replayed: it ran in the first attempt
-            trial["start"] = {**trial["first_start"], "params": trial["start"]["params"]}
+            trial[Event.START] = {**trial["first_start"], "params": trial[Event.START]["params"]}
         trial[e["event"]] = e
     return events
 
 
-def _status(result, ev: dict[str, Any], running: bool, cut: str) -> str:
-    if result and result.status in ("completed", "failed", "stopped"):
+def _status(result, ev: dict[str, Any], running: bool, cut: Status) -> Status:
+    """From the run's own result if it wrote one, else from the ledger's events."""
+    if result and result.status in (Status.COMPLETED, Status.FAILED, Status.STOPPED):
         return result.status
-    if "error" in ev:
-        return "failed"
-    if "complete" in ev:
-        return "stopped"  # ended by the scheduler before its last evaluation
-    if "paused" in ev:
-        return "paused"  # at a rung, by promotion-type ASHA
-    return "running" if running else cut
+    if Event.ERROR in ev:
+        return Status.FAILED
+    if Event.COMPLETE in ev:
+        return Status.STOPPED  # ended by the scheduler before its last evaluation
+    if Event.PAUSED in ev:
+        return Status.PAUSED  # at a rung, by promotion-type ASHA
+    return Status.RUNNING if running else cut
 
 
 def _row(
@@ -114,25 +116,25 @@ def _row(
     ev: dict[str, Any],
     param_keys: list[str],
     running: set[str],
-    cut: str,
+    cut: Status,
     objective: Objective,
 ) -> dict[str, Any]:
     rd = RunDir(sweep_dir / str(num))
     result = rd.read_result()
     metrics = rd.read_metrics()
-    params = (ev.get("start") or {}).get("params", {})
+    params = (ev.get(Event.START) or {}).get("params", {})
     status = _status(result, ev, trial_id in running, cut)
-    if status == "completed":
+    if status == Status.COMPLETED:
         value = result.objective
     else:  # a stopped or paused trial: the best of the evaluations it did
-        partial = status in ("stopped", "paused")
+        partial = status in (Status.STOPPED, Status.PAUSED)
         value = objective.best(m.objective for m in deciding(metrics)) if partial else None
-    worker = ev.get("worker") or {}
-    start = (ev.get("start") or {}).get("time")
-    end = (ev.get("complete") or ev.get("error") or {}).get("time")
+    worker = ev.get(Event.WORKER) or {}
+    start = (ev.get(Event.START) or {}).get("time")
+    end = (ev.get(Event.COMPLETE) or ev.get(Event.ERROR) or {}).get("time")
     return {
         "number": num,
-        "status": status,
+        "status": str(status),
         "objective": value,
         "evals_done": len(metrics),
         "steps": metrics[-1].step if metrics else 0,
@@ -142,7 +144,9 @@ def _row(
         **{key: params.get(key) for key in param_keys},
         "worker": f"{worker['host']}:{worker['pid']}" if worker else "",
         "run_dir": str(rd.path),
-        "error_file": str(rd.error_path) if status == "failed" and rd.error_path.exists() else "",
+        "error_file": str(rd.error_path)
+        if status == Status.FAILED and rd.error_path.exists()
+        else "",
         "trial_id": trial_id,
     }
 
@@ -151,7 +155,7 @@ def _seconds_running(ev: dict[str, Any], start: float | None, end: float | None)
     """From the trial's start to its end, less the time it waited paused at a rung; for a
     trial paused now (the sweep ended with it at a rung), the time it ran until then."""
     run = ev.get("running") or {"since": start, "before": 0.0}
-    if start and not end and "paused" in ev:
+    if start and not end and Event.PAUSED in ev:
         return round(run["before"], 2)
     if not (start and end):
         return None
@@ -161,7 +165,7 @@ def _seconds_running(ev: dict[str, Any], start: float | None, end: float | None)
 def best_trial(trials: pd.DataFrame, objective: Objective = DEFAULT) -> pd.Series | None:
     """The best objective among completed trials (a stopped or paused one only if none
     completed)."""
-    for statuses in (["completed"], ["stopped", "paused"]):
+    for statuses in ([Status.COMPLETED], [Status.STOPPED, Status.PAUSED]):
         done = trials[trials["status"].isin(statuses) & trials["objective"].notna()]
         if len(done):
             return _best_row(done, objective)
@@ -186,7 +190,7 @@ def best_start_point(
     def is_start(row: pd.Series) -> bool:
         return any(all(_same(row[k], p[k]) for k in param_keys) for p in points)
 
-    done = trials[(trials["status"] == "completed") & trials["objective"].notna()]
+    done = trials[(trials["status"] == Status.COMPLETED) & trials["objective"].notna()]
     starts = done[done.apply(is_start, axis=1)] if len(done) else done
     return _best_row(starts, objective) if len(starts) else None
 
@@ -202,7 +206,7 @@ def format_table(
 ) -> str:
     """A short summary: counts by status and the best trials."""
     counts = ", ".join(
-        f"{(trials['status'] == s).sum()} {s}" for s in STATUSES if (trials["status"] == s).any()
+        f"{(trials['status'] == s).sum()} {s}" for s in Status if (trials["status"] == s).any()
     )
     lines = [f"{len(trials)} trials: {counts}"]
     scored = trials[trials["objective"].notna()]

@@ -23,7 +23,7 @@ from lorahpo import base_cache, modeling
 from lorahpo.errors import first_line
 from lorahpo.objective import Objective
 from lorahpo.report import listening
-from lorahpo.rundir import RunDir, RunResult
+from lorahpo.rundir import RunDir, RunResult, Status
 from lorahpo.sweep import ledger, reported
 from lorahpo.sweep.config_failure import problem
 from lorahpo.sweep.space import trial_overrides
@@ -35,11 +35,11 @@ log = logging.getLogger(__name__)
 class TrialSpec:
     """Everything a worker needs to run trials of this sweep (pickled once to Ray)."""
 
-    hydra_context: Any
-    task_function: Any
-    master_config: DictConfig
-    singleton_state: Any
-    fixed_overrides: list[str]
+    hydra_context: Any  # Hydra's HydraContext, as the sweeper was given it
+    task_function: Any  # the @hydra.main function (train.py's)
+    master_config: DictConfig  # the sweep's composed config, overrides re-applied per trial
+    singleton_state: Any  # Hydra's Singleton state, restored in the worker
+    fixed_overrides: list[str]  # every trial's plain overrides (the command line's)
     sweep_dir: str
     cwd: str  # the driver's working directory: relative paths in overrides resolve from it
     objective: Objective  # the sweep's: what a trial reports as its best so far
@@ -48,7 +48,7 @@ class TrialSpec:
 
 class Reports:
     """The trial's reports to Ray Tune: one per evaluation, the best objective so far
-    (`reported.BestSoFar`)."""
+    (`reported.BestSoFar`). `num`: the trial's number in the sweep."""
 
     def __init__(self, num: int, objective: Objective) -> None:
         self.num = num
@@ -77,11 +77,11 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     sweep_dir = Path(spec.sweep_dir)
     trial_id = tune.get_context().get_trial_id()
     num = ledger.claim_number(sweep_dir, trial_id)
-    ledger.record_event(sweep_dir, trial_id, "worker", **_this_worker())
+    ledger.record_event(sweep_dir, trial_id, ledger.Event.WORKER, **_this_worker())
     rd = RunDir(sweep_dir / str(num))
     reports = Reports(num, spec.objective)
     if _replay_finished(rd, reports):
-        ledger.record_event(sweep_dir, trial_id, "replayed")
+        ledger.record_event(sweep_dir, trial_id, ledger.Event.REPLAYED)
         return None
     config_error: dict[str, str] | None = None
     try:
@@ -92,7 +92,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     finally:
         gc.collect()  # the trial's Trainer and optimizer: before the next trial allocates
         modeling.empty_device_cache()
-        ledger.record_event(sweep_dir, trial_id, "released", **modeling.memory_in_use())
+        ledger.record_event(sweep_dir, trial_id, ledger.Event.RELEASED, **modeling.memory_in_use())
     if failed:
         reports.failure(config_error)
     return None  # the last report stands (returning a value would count as an evaluation)
@@ -142,7 +142,9 @@ def _record_failure(rd: RunDir, text: str) -> None:
     rd.path.mkdir(parents=True, exist_ok=True)
     rd.error_path.write_text(text)
     last = [line for line in text.strip().splitlines() if line.strip()]
-    rd.write_result(RunResult(status="failed", error=first_line(last[-1] if last else "error")))
+    rd.write_result(
+        RunResult(status=Status.FAILED, error=first_line(last[-1] if last else "error"))
+    )
 
 
 def _this_worker() -> dict[str, Any]:
@@ -156,7 +158,7 @@ def _replay_finished(rd: RunDir, reports: Reports) -> bool:
     """A trial that completed just as the sweep was interrupted, before Ray recorded it, is
     not run again on resume: its evaluations are reported from its run directory instead."""
     result = rd.read_result()
-    if result is None or result.status != "completed":
+    if result is None or result.status != Status.COMPLETED:
         return False
     for record in rd.read_metrics():
         reports(record.to_json())

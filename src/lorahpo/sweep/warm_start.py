@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from lorahpo.errors import UserError
+from lorahpo.rundir import Status
 from lorahpo.sweep.searchers import SearcherSpec
 from lorahpo.sweep.space import Param, plain
 from lorahpo.sweep.table import TRIALS_FILE
@@ -44,7 +45,7 @@ def evaluated_points(
                 "earlier sweep (its hydra.sweep.dir)."
             )
         trials = pd.read_csv(path)
-        done = trials[(trials["status"] == "completed") & trials["objective"].notna()]
+        done = trials[(trials["status"] == Status.COMPLETED) & trials["objective"].notna()]
         for row in done.to_dict("records"):
             params = {k: p.member(plain(row.get(k))) for k, p in space.items()}
             if any(v is None for v in params.values()) or not math.isfinite(row["objective"]):

@@ -20,8 +20,8 @@ class SchedulerSpec:
     """One scheduler: its name (`scheduler=<name>`), a line for the docs, and how it works, in
     evaluations (one per train.eval_every epochs)."""
 
-    name: str
-    summary: str
+    name: str  # scheduler=<name>: its module and conf/scheduler/<name>.yaml
+    summary: str  # one line for the docs
     # (scheduler config, evaluations the longest trial plans, objective, sweep dir) -> the
     # Ray Tune scheduler
     build: Callable[[DictConfig, int, Objective, Path], Any]

@@ -23,7 +23,7 @@ class BuildContext:
     search: DictConfig  # the `search` config group: algorithm, seed, n_initial, ...
     space: dict[str, Param]
     objective: Objective
-    concurrency: int = 1
+    concurrency: int = 1  # trials at once (hardware.concurrency)
     out_dir: Path | None = None  # the sweep directory (a searcher's own files go there)
     start_points: list[dict[str, Any]] = field(default_factory=list)
 

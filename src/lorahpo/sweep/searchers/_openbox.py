@@ -53,7 +53,12 @@ def to_openbox_space(space: dict[str, Param], seed: int | None):
 
 
 class OpenBoxSearch(TellsFailures, Searcher):
-    """GP surrogate + EI; `n_initial` random configurations first; seedable."""
+    """GP surrogate + EI; `n_initial` random configurations first; seedable.
+
+    `metric`, `mode`: Ray Tune's (the reported key; min or max); `seed`: OpenBox's (None:
+    unseeded); `concurrency`: trials at once, each proposed without the others' results;
+    `out_dir`: the sweep directory, where its history is kept for a resume.
+    """
 
     def __init__(
         self,

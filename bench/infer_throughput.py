@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
 
-    from lorahpo.data import format_texts, template_for
+    from lorahpo import truncation
     from lorahpo.predict import load_model, open_run
     from lorahpo.predict import predict_logits as predict
     from lorahpo.toy import make_toy_frame
@@ -53,7 +53,7 @@ def main() -> None:
     run = open_run(run_dir)
     tokenizer, model = load_model(run, run.cfg.hardware)
     test = make_toy_frame(a.questions, seed=123)  # unseen questions
-    texts = format_texts(test, template_for(run.cfg))
+    texts = truncation.row_texts(test, run.cfg, tokenizer)
     max_len = run.cfg.data.max_length
     best = {True: float("inf"), False: float("inf")}
     outputs = {}

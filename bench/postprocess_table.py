@@ -25,8 +25,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1, help="data seed of the test questions")
     a = ap.parse_args()
 
-    from lorahpo import scoring
-    from lorahpo.data import format_texts, template_for
+    from lorahpo import scoring, truncation
     from lorahpo.predict import load_model, open_run, predict_logits
     from lorahpo.toy import make_toy_frame
 
@@ -46,7 +45,7 @@ def main() -> None:
     logits = predict_logits(
         model,
         tokenizer,
-        format_texts(test, template_for(run.cfg)),
+        truncation.row_texts(test, run.cfg, tokenizer),
         run.cfg.data.max_length,
         32,
         progress=False,

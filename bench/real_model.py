@@ -27,7 +27,7 @@ ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
 
 
 def one(name: str, train: Path, test: Path, epochs: str, out: Path, extra: list[str]) -> dict:
-    from lorahpo.data import format_texts, template_for
+    from lorahpo import truncation
     from lorahpo.predict import InferRequest, open_run, read_test, run_inference
 
     run_dir = out / name
@@ -46,11 +46,14 @@ def one(name: str, train: Path, test: Path, epochs: str, out: Path, extra: list[
     result = json.loads((run_dir / "result.json").read_text())
     report = run_inference(InferRequest(str(run_dir), str(test), progress=False))
     run = open_run(run_dir)
-    texts = format_texts(read_test(str(test), run), template_for(run.cfg))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "adapter"))
-    tokens = sum(len(ids) for ids in tokenizer(texts)["input_ids"])
+    texts = truncation.row_texts(read_test(str(test), run), run.cfg, tokenizer)
+    max_length = run.cfg.data.max_length
+    tokens = sum(
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    )
     return {
         "data": name,
         "train_rows": result["train_rows"],

@@ -158,3 +158,20 @@ def test_tokenised_data_is_cached_by_content(tmp_path, monkeypatch):
     load_inputs(compose_cfg(*overrides, "data.max_length=32"))
     assert calls == [1]
     assert len(list((tmp_path / "tokens").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    "excess,keep",
+    [
+        (0, {"Question": 50, "Response": 100}),
+        (30, {"Question": 20, "Response": 100}),  # the question first, down to the floor
+        (60, {"Question": 16, "Response": 74}),  # then the response
+        (130, {"Question": 16, "Response": 4}),
+        (145, {"Question": 5, "Response": 0}),  # then the question again, to nothing
+    ],
+)
+def test_a_long_row_loses_its_question_then_its_response(excess, keep):
+    from lorahpo.truncation import budget
+
+    kept = budget({"Question": 50, "Response": 100}, excess, "Response", floor=16)
+    assert kept == keep

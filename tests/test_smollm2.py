@@ -77,15 +77,36 @@ def test_the_head_reads_the_last_real_token_whatever_the_padding(checkpoint):
     tokenizer.padding_side = "right"
 
 
-def test_long_rows_are_cut_to_max_length(checkpoint):
-    from lorahpo.data import tokenize
+def test_a_long_row_keeps_the_template_and_both_ends_of_its_response(checkpoint):
+    """data.truncation=fields: a row over max_length loses its question's end, then its
+    response's middle; the chat template, the response's opening and its sign-off (the last
+    tokens, which the head reads) stay. A row that fits is untouched; `end` is the plain cut."""
+    from lorahpo import truncation
+    from lorahpo.data import format_texts, tokenize
 
     _, tokenizer = checkpoint
-    cfg = compose_cfg(*SMALL)
-    long = cfg.model.template.format(Question="Why?", Response="Because " * 200)
-    ds = tokenize([long, "short"], np.array([0, 1]), tokenizer, 48)
-    assert [len(ids) for ids in ds["input_ids"]] == [48, len(tokenizer("short").input_ids)]
-    assert ds["input_ids"][0][:6] == tokenizer(long).input_ids[:6]  # the template's start
+    cfg = compose_cfg(*SMALL, "data.max_length=64")
+    long_question = "Why " + "really " * 80 + "does it rain?"
+    response = "Certainly! " + " ".join(f"point{i}" for i in range(120)) + " Hope this helps."
+    frame = pd.DataFrame(
+        {"Question": [long_question, "2+2?"], "Response": [response, "Four."], "target": [0, 1]}
+    )
+    plain = format_texts(frame, cfg.model.template)
+    fitted = truncation.row_texts(frame, cfg, tokenizer)
+    ids = tokenize(fitted, np.array([0, 1]), tokenizer, 64)["input_ids"]
+
+    assert fitted[1] == plain[1]  # fits: as it was
+    assert len(tokenizer(fitted[0]).input_ids) <= 64 == len(ids[0])  # fitted, not cut after
+    assert fitted[0].startswith("<|im_start|>user\nWhy really")
+    assert "<|im_end|>\n<|im_start|>assistant\nCertainly! point0" in fitted[0]
+    assert fitted[0].endswith("point119 Hope this helps.") and truncation.GAP in fitted[0]
+    question = fitted[0].split("<|im_end|>")[0].removeprefix("<|im_start|>user\n")
+    assert len(tokenizer(question, add_special_tokens=False).input_ids) <= 64 // 4
+
+    cfg.data.truncation = "end"
+    cut = tokenize(truncation.row_texts(frame, cfg, tokenizer), np.array([0, 1]), tokenizer, 64)
+    assert cut["input_ids"][0] == tokenizer(plain[0]).input_ids[:64]  # the question fills it
+    assert "assistant" not in tokenizer.decode(cut["input_ids"][0])
 
 
 def test_a_run_trains_lora_on_the_real_checkpoint_and_infer_reproduces_it(tmp_path):

@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from lorahpo import data as data_lib
-from lorahpo import modeling
+from lorahpo import modeling, truncation
 from lorahpo.config_keys import digest
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def load_inputs(cfg: DictConfig) -> Inputs:
         cfg.model, texts, int(cfg.data.num_labels), cfg.model.seed, cfg.paths.cache_dir
     )
     tokenizer = modeling.load_tokenizer(path, cfg.model)
+    texts = truncation.row_texts(frame, cfg, tokenizer, texts)
     every = tokenised(texts, labels, tokenizer, int(cfg.data.max_length), cfg.paths.cache_dir)
     lengths = np.asarray(every["length"])
     val_rows = val_rows[np.argsort(lengths[val_rows], kind="stable")]

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from lorahpo import modeling, schema, scoring
-from lorahpo.data import Columns, format_texts, read_csv, template_for
+from lorahpo import modeling, schema, scoring, truncation
+from lorahpo.data import Columns, read_csv
 from lorahpo.errors import UserError, first_line
 from lorahpo.rundir import RunDir, read_json
 
@@ -133,18 +133,18 @@ def load_members(runs: list[TrainedRun], hardware: DictConfig):
 
 
 def ensemble_logits(
-    runs: list[tuple[TrainedRun, float]], hardware: DictConfig, texts: list[str], req
+    runs: list[tuple[TrainedRun, float]], hardware: DictConfig, test: pd.DataFrame, req
 ) -> np.ndarray:
     """The log of the members' weighted mean probabilities: logits of the ensemble (softmax
     gives the mean back), for the same post-processing as one model's."""
     tokenizer, model = load_members([r for r, _ in runs], hardware)
-    mean = np.zeros((len(texts), runs[0][0].num_labels))
+    mean = np.zeros((len(test), runs[0][0].num_labels))
     for i, (r, weight) in enumerate(runs):
         model.set_adapter(f"member{i}")
         logits = predict_logits(
             model,
             tokenizer,
-            texts,
+            truncation.row_texts(test, r.cfg, tokenizer),  # each member's own max_length
             r.cfg.data.max_length,
             req.batch_size,
             req.sort_by_length,
@@ -243,10 +243,10 @@ def run_inference(req: InferRequest) -> dict:
     temperature = run.temperature if members is None else None  # one model's, not a mean's
     scoring.check_method(req.postprocess, temperature)  # before the model loads, not after
     hw = req.hardware if req.hardware is not None else run.cfg.hardware
-    texts = format_texts(test, template_for(run.cfg))
     start = time.time()
     if members is None:
         tokenizer, model = load_model(run, hw, req.merge_adapter)
+        texts = truncation.row_texts(test, run.cfg, tokenizer)
         logits = predict_logits(
             model,
             tokenizer,
@@ -257,7 +257,7 @@ def run_inference(req: InferRequest) -> dict:
             req.progress,
         )
     else:
-        logits = ensemble_logits(runs, hw, texts, req)
+        logits = ensemble_logits(runs, hw, test, req)
     seconds = time.time() - start
     groups = test[run.cfg.data.question_column].to_numpy()
     probs, counts = scoring.probabilities(logits, groups, req.postprocess, temperature)

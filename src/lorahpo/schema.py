@@ -34,7 +34,10 @@ class DataConfig:
     num_labels: int = MISSING  # classes (the reference task: 7)
     folds: int = MISSING  # GroupKFold folds, by question
     val_fold: int | None = MISSING  # null: train on every row, no validation
-    max_length: int = MISSING  # tokens per row; longer rows are truncated
+    max_length: int = MISSING  # tokens per row; longer rows are cut as `truncation` says
+    # fields: a long row loses its question's end, then its response's middle, never the
+    # template's text or the response's start and end | end: the tokenizer's plain cut
+    truncation: str = "fields"
     template: str = MISSING  # how a row becomes text: {Question}, {Response}, ...
     n_questions: int | None = None  # toy: rows = num_labels x n_questions
     # the data seed, apart from the training seed: the toy rows, and which validation

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from lorahpo import base_cache, modeling, provenance, scoring, tracking
+from lorahpo import base_cache, modeling, provenance, scoring, tracking, truncation
 from lorahpo import data as data_lib
 from lorahpo.errors import UserError, first_line
 from lorahpo.inputs import Inputs
@@ -119,6 +119,7 @@ def check_config(cfg: DictConfig) -> None:
     """Everything that can be checked without data or a model, before either loads."""
     parse_objective(cfg.objective)
     check_train_config(cfg.train)
+    truncation.check_policy(cfg.data.truncation)
     modeling.check_lora_config(cfg.lora)
     modeling.check_hardware(cfg.hardware)
     tracking.check_logger(cfg)

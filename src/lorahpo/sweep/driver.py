@@ -63,8 +63,8 @@ def run_sweep(
     trainable = make_trainable(hydra_context, task_function, config, plan, warm_trials)
     say(
         f"{plan.searcher.name} x {config.scheduler.name}: {planned(plan)}, "
-        f"{config.hardware.concurrency} at once, up to {plan.max_evals} evaluations each "
-        f"-> {plan.sweep_dir}"
+        f"{config.hardware.concurrency} at once, up to {plan.max_evals} evaluations each, "
+        f"{plan.objective.direction} {plan.objective.metric} -> {plan.sweep_dir}"
     )
     live = LiveSummary(plan.sweep_dir, plan.space, plan.objective)  # rewritten as trials end
     try:
@@ -285,7 +285,7 @@ def finish(plan: SweepPlan, config: DictConfig) -> float:
             print(f"\nno ensemble: {e}")
     print(
         f"\nbest: trial {int(best['number'])}, objective {best['objective']:.4f} "
-        f"({best['run_dir']})\nretrain it: python train.py --config-dir {plan.sweep_dir} "
-        f"experiment=best\nall trials: {plan.sweep_dir / 'trials.csv'}"
+        f"({objective.metric}, {best['run_dir']})\nretrain it: python train.py --config-dir "
+        f"{plan.sweep_dir} experiment=best\nall trials: {plan.sweep_dir / 'trials.csv'}"
     )
     return float(best["objective"])

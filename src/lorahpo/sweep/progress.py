@@ -111,8 +111,8 @@ class TrialEvents(Callback):
         request_summary(self.sweep_dir, running)
 
     def _status(self, trials, running, now: float) -> str:
-        """`3:10 elapsed | 5/16 done | trial 5 eval 3/12 0.8123, ... | best 0.4419 | ~6 min
-        left` from what Ray knows of each trial."""
+        """`3:10 elapsed | 5/16 done | trial 5 eval 3/12 0.8123, ... | best log_loss so far
+        0.4419 | ~6 min left` from what Ray knows of each trial."""
         done = sum(t.is_finished() for t in trials)
         parts = [_running_part(t.last_result or {}) for t in running]
         finished = [
@@ -121,7 +121,8 @@ class TrialEvents(Callback):
             if t.is_finished() and not reported.failed(t.last_result)
         ]
         best = self.objective.best(x for x in finished if isinstance(x, float))
-        shown = f"best so far {best:.4f}" if best is not None else "no trial finished yet"
+        name = self.objective.metric
+        shown = f"best {name} so far {best:.4f}" if best is not None else "no trial finished yet"
         total = f"/{self.n_trials}" if self.n_trials else ""
         line = f"{clock(now - self.began)} elapsed | {done}{total} done | "
         paused = sum(t.status == Trial.PAUSED for t in trials)

@@ -36,11 +36,10 @@ ConfigStore.instance().store(
 class LorahpoSweeper(Sweeper):
     """Search algorithm (`search`) x scheduler (`scheduler`) over `search.space`, on Ray Tune;
     every trial is the task run as an ordinary Hydra job in `<sweep_dir>/<n>/`. Its parameters
-    are LorahpoSweeperConf's (`resume`, `warm_trials`; `status_every`: seconds)."""
+    are LorahpoSweeperConf's (`resume`, `warm_trials`; `status_every`: seconds), whose
+    defaults are the only ones: Hydra passes every field."""
 
-    def __init__(
-        self, resume: bool = False, warm_trials: bool = True, status_every: float = 30.0
-    ) -> None:
+    def __init__(self, resume: bool, warm_trials: bool, status_every: float) -> None:
         self.resume, self.warm_trials, self.status_every = resume, warm_trials, status_every
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -66,8 +65,8 @@ class LorahpoSweeper(Sweeper):
                 self.config,
                 arguments,
                 self.resume,
-                warm_trials=self.warm_trials,
-                status_every=self.status_every,
+                self.warm_trials,
+                self.status_every,
             )
         except UserError as e:
             report_user_error(e)

@@ -43,10 +43,11 @@ def run_sweep(
     config: DictConfig,
     arguments: list[str],
     resume: bool,
-    warm_trials: bool = True,
-    status_every: float = 30.0,
+    warm_trials: bool,
+    status_every: float,
 ) -> float:
-    """Run (or resume) the sweep; return the best objective. Exits non-zero if none completed."""
+    """Run (or resume) the sweep; return the best objective. Exits non-zero if none completed.
+    The last three are the sweeper's settings (LorahpoSweeperConf; `status_every`: seconds)."""
     began = time.time()  # a time budget counts from here (a learning-rate range test too)
     plan = preflight(
         config, arguments, lambda o: hydra_context.config_loader.load_sweep_config(config, o)

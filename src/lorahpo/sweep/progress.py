@@ -37,7 +37,7 @@ class TrialEvents(Callback):
         n_trials: int | None,
         concurrency: int,
         objective: Objective,
-        status_every: float = 30.0,
+        status_every: float,
     ) -> None:
         self.sweep_dir, self.n_trials = sweep_dir, n_trials
         self.concurrency, self.objective, self.status_every = concurrency, objective, status_every

@@ -43,7 +43,7 @@ class TrialSpec:
     sweep_dir: str
     cwd: str  # the driver's working directory: relative paths in overrides resolve from it
     objective: Objective  # the sweep's: what a trial reports as its best so far
-    warm_trials: bool = True  # keep inputs and base model for the worker's next trial
+    warm_trials: bool  # keep inputs and base model for the worker's next trial
 
 
 class Reports:

@@ -44,9 +44,9 @@ class Status(StrEnum):
 class EvalRecord:
     """One evaluation of the validation fold (one line of `metrics.jsonl`).
 
-    `objective` is the metric the run minimises (`objective=` in the config); `metrics` holds
-    every other validation metric of that evaluation by its name (`eval_log_loss_temperature`,
-    `eval_temperature`, `eval_runtime`, ...).
+    `objective` is the run's objective (`objective=`: log loss minimised, accuracy
+    maximised); `metrics` holds every other validation metric of that evaluation by its name
+    (`eval_log_loss_temperature`, `eval_temperature`, `eval_runtime`, ...).
     """
 
     eval: int  # 1, 2, ...

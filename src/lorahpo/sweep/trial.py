@@ -92,6 +92,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     finally:
         gc.collect()  # the trial's Trainer and optimizer: before the next trial allocates
         modeling.empty_device_cache()
+        modeling.trim_host_memory()
         ledger.record_event(sweep_dir, trial_id, ledger.Event.RELEASED, **modeling.memory_in_use())
     if failed:
         reports.failure(config_error)

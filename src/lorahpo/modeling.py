@@ -258,9 +258,9 @@ def empty_device_cache() -> None:
 
 def trim_host_memory() -> None:
     """Give the heap memory a trial freed back to the system (glibc's malloc_trim; elsewhere
-    nothing). glibc keeps freed blocks for reuse, and trials of other shapes (ranks, batch
-    sizes, lengths) cannot reuse each other's, so a worker's resident memory would climb
-    trial after trial: on SmolLM2 from 4.5 to 14 GB in five trials of one sweep."""
+    nothing). glibc keeps freed blocks for reuse, and a sweep's trials (other ranks, paused
+    and resumed at rungs) did not reuse each other's: on SmolLM2 a worker's resident memory
+    climbed from 4.5 to 14 GB in five trials of one sweep."""
     import ctypes
     import ctypes.util
 

@@ -46,12 +46,19 @@ PLAIN = ("plain tpe", "fifo, batches")  # the baseline's row
 START_FILE = "bench_start.json"  # beside each sweep: when its command began, for re-analysis
 
 
-def _cli(*args: str) -> float:
+def _cli(*args: str, table: Path | None = None) -> float:
+    """Run train.py; a failure ends the benchmark, except a sweep that wrote its `table`
+    (trials.csv) and exited non-zero because no trial completed in the budget: a result."""
     start = time.time()
     proc = subprocess.run(
         [sys.executable, "train.py", *args], cwd=ROOT, text=True, capture_output=True, env=ENV
     )
-    if proc.returncode != 0:
+    if proc.returncode != 0 and table is not None and table.exists():
+        print(
+            f"{table.parent.name}: {(proc.stderr.strip() or proc.stdout).splitlines()[-1]}",
+            flush=True,
+        )
+    elif proc.returncode != 0:
         sys.exit(f"train.py {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     return start
 
@@ -303,6 +310,7 @@ def main() -> None:
                     "progress_bar=false",
                     f"hydra.sweep.dir={d}",
                     *a.overrides,
+                    table=d / "trials.csv",
                 )
                 _keep_start(d, start)
                 _report(curves, (search, sched), seed, sweep_curve(d, start, a.budget))

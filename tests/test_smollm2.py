@@ -109,7 +109,7 @@ def test_a_long_row_keeps_the_template_and_both_ends_of_its_response(checkpoint)
     assert "assistant" not in tokenizer.decode(cut["input_ids"][0])
 
 
-def test_a_run_trains_lora_on_the_real_checkpoint_and_infer_reproduces_it(tmp_path):
+def test_a_run_trains_lora_infer_reproduces_it_and_it_retrains_on_every_row(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_here(*SMALL, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -140,6 +140,32 @@ def test_a_run_trains_lora_on_the_real_checkpoint_and_infer_reproduces_it(tmp_pa
     np.testing.assert_allclose(
         pd.read_csv(out).iloc[:, 1:].to_numpy(), softmax(logits, axis=1), atol=1e-4
     )
+
+    # as the winner of a sweep: its experiment retrained on every row, then infer.py
+    from lorahpo.sweep.best import write_best_experiment
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    write_best_experiment(
+        sweep, pd.Series({"run_dir": str(run_dir), "number": 0, "objective": 1.0})
+    )
+    final = tmp_path / "final"
+    args = ["--config-dir", str(sweep), "experiment=best", "data.val_fold=null"]
+    proc = run_here(*args, "progress_bar=false", f"hydra.run.dir={final}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    retrained = json.loads((final / "result.json").read_text())
+    assert retrained["status"] == "completed" and retrained["validated"] is False
+    assert retrained["train_rows"] == 35 and retrained["model_path"] == result["model_path"]
+    proc = run_here(
+        f"run_dir={final}",
+        f"data.test_path={tmp_path / 'val.csv'}",
+        f"output={out}",
+        "progress_bar=false",
+        script="infer.py",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    probs = pd.read_csv(out).iloc[:, 1:].to_numpy()
+    assert probs.shape == (len(val), 7) and np.allclose(probs.sum(axis=1), 1)
 
 
 def test_a_stopped_4bit_run_resumes_from_its_checkpoint_and_the_base_stays_warm(tmp_path):

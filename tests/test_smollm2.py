@@ -180,7 +180,7 @@ def test_a_stopped_4bit_run_resumes_from_its_checkpoint_and_the_base_stays_warm(
         raise SystemExit(0)
 
     try:
-        four_bit = [*SMALL, "hardware.quantization=nf4", "progress_bar=false"]
+        four_bit = [*SMALL, "data.max_length=24", "hardware.quantization=nf4", "progress_bar=false"]
         with listening(stop), pytest.raises(SystemExit):
             run(compose_cfg(*four_bit), tmp_path)
         run(compose_cfg(*four_bit), tmp_path)

@@ -189,7 +189,7 @@ def test_4bit_run_and_inference_on_cpu(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     logits = val[[f"logit_{k}" for k in range(7)]].to_numpy()
-    # bf16 compute over other batches and padding: close, not bit-identical
+    # over other batches and padding: close, not bit-identical
     np.testing.assert_allclose(
         pd.read_csv(out).iloc[:, -7:].to_numpy(), softmax(logits, axis=1), atol=2e-3
     )

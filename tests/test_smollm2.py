@@ -185,7 +185,10 @@ def test_a_stopped_4bit_run_resumes_from_its_checkpoint_and_the_base_stays_warm(
             run(compose_cfg(*four_bit), tmp_path)
         run(compose_cfg(*four_bit), tmp_path)
         assert base_cache.stats["base_loads"] == 1 and base_cache.stats["reuses"] == 1
-        assert base_cache.kept()[1].is_loaded_in_4bit  # the worker keeps the 4-bit base
+        base = base_cache.kept()[1]
+        assert base.is_loaded_in_4bit  # the worker keeps the 4-bit base
+        # computing in the run's precision (hardware=cpu: fp32), not bf16
+        assert base.config.quantization_config.bnb_4bit_compute_dtype == torch.float32
     finally:
         base_cache.keep_between_runs(False)
     result = json.loads((tmp_path / "result.json").read_text())

@@ -167,6 +167,9 @@ def load_tokenizer(path: str, model_cfg: DictConfig):
     return tokenizer
 
 
+COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # hw.precision
+
+
 def load_base_model(
     path: str, model_cfg: DictConfig, hw: DictConfig, num_labels: int, pad_token_id: int
 ):
@@ -188,7 +191,9 @@ def load_base_model(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            # the run's precision: bf16 on a GPU; fp32 on a CPU, where bf16 matmuls without
+            # bf16 instructions (AVX2 only) made a 4-bit SmolLM2 step 5x slower
+            bnb_4bit_compute_dtype=COMPUTE_DTYPES[hw.precision],
         )
     if hw.device == "cuda":
         kwargs["device_map"] = {"": torch.cuda.current_device()}

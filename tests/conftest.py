@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -131,34 +132,62 @@ def toy_csvs(tmp_path):
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # two tests at a time on two cores: one thread each for torch here, in the entry scripts
+    # three tests at a time on two cores: one thread each for torch here, in the entry scripts
     # and in Ray's trial workers (Ray keeps a value it finds), or they spin against each other
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
+SEATS = 2  # training-run (cli) tests at once: one core each; the third worker's test waits
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Tests run two at a time (pytest-xdist); one marked `alone` waits until the sweeps
-    (ray and faults tests, two trials each) are done and keeps them waiting while it runs
-    (module fixtures it sets up included); `unit` and `cli` tests, one core each, go on
-    beside it. A turnstile in front of a shared room: no test enters the room after an
-    `alone` one asked."""
+    """Tests run three at a time (pytest-xdist): a sweep test spends much of its time waiting
+    on Ray and on its processes' imports, which a third test fills. A test marked `alone`
+    waits until the sweeps (ray and faults tests, two trials each) are done and keeps them
+    waiting while it runs (module fixtures it sets up included), with at most one `cli` test
+    beside it: a turnstile in front of a shared room, and two seats for `cli` tests of which
+    the `alone` test holds one. `unit` tests (in-process, short) go on beside anything."""
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    one_core = item.get_closest_marker("unit") or item.get_closest_marker("cli")
-    if not run_id or one_core:  # -n 0: one at a time anyway
+    if not run_id or item.get_closest_marker("unit"):  # -n 0: one at a time anyway
         yield
         return
     import fcntl
     import tempfile
 
-    alone = item.get_closest_marker("alone") is not None
     locks = Path(tempfile.gettempdir()) / f"lorahpo-tests-{run_id}"
+    if item.get_closest_marker("cli"):
+        with _seat(locks):
+            yield
+        return
+    alone = item.get_closest_marker("alone") is not None
     with open(f"{locks}.turnstile", "w") as turnstile, open(f"{locks}.room", "w") as room:
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
         if not alone:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
-        yield
+            yield
+            return
+        with open(f"{locks}.seat0", "w") as seat:
+            fcntl.flock(seat, fcntl.LOCK_EX)
+            yield
+
+
+@contextlib.contextmanager
+def _seat(locks: Path):
+    """One of the SEATS `cli` seats, whichever frees first."""
+    import fcntl
+
+    while True:
+        for n in range(SEATS):
+            with open(f"{locks}.seat{n}", "w") as seat:
+                try:
+                    fcntl.flock(seat, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                yield
+                return
+        time.sleep(0.1)
 
 
 TIERS = ("unit", "cli", "ray", "faults")  # by cost; pyproject.toml describes each

@@ -394,8 +394,9 @@ def _check_asynchronous(trials: pd.DataFrame) -> None:
 
 @pytest.mark.ray
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
-    """Stopped, then resumed; then a second sweep into the same folder must say resume, and
-    a resume with a larger budget adds trials, the searcher told the earlier ones."""
+    """Stopped; a second sweep into the same folder must say resume; the resume, with a
+    larger budget, first finishes what the stopped run had planned (finished trials kept),
+    then adds trials, the searcher told the earlier ones."""
     sweep = [
         *SMOKE,
         "search=tpe",
@@ -424,25 +425,19 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     assert 1 <= len(done) < 3
     mtimes = {n: (tmp_path / str(n) / "result.json").stat().st_mtime_ns for n in done["number"]}
 
-    resumed = run_cli("-m", *sweep, "hydra.sweeper.resume=true")
+    proc = run_cli("-m", *sweep)  # the same command without resume=true
+    assert proc.returncode == 2 and "hydra.sweeper.resume=true" in proc.stderr
+
+    resumed = run_cli("-m", *sweep, "search.n_trials=4", "hydra.sweeper.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = pd.read_csv(tmp_path / "trials.csv")
-    assert list(final["number"]) == [0, 1, 2]
+    assert list(final["number"]) == [0, 1, 2, 3]
     assert (final["status"] == "completed").all()
     for n, mtime in mtimes.items():  # finished trials were not run again
         assert (tmp_path / str(n) / "result.json").stat().st_mtime_ns == mtime
         assert final.loc[n, "started_at"] == first.loc[n, "started_at"]
-
-    proc = run_cli("-m", *sweep)  # the same command without resume=true
-    assert proc.returncode == 2 and "hydra.sweeper.resume=true" in proc.stderr
-    trial0 = (tmp_path / "0" / "result.json").stat().st_mtime_ns
-    proc = run_cli("-m", *sweep, "search.n_trials=4", "hydra.sweeper.resume=true")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "the searcher was told 3 earlier trial(s)" in proc.stdout
-    larger = pd.read_csv(tmp_path / "trials.csv")
-    assert list(larger["number"]) == [0, 1, 2, 3]
-    assert (larger["status"] == "completed").all()
-    assert (tmp_path / "0" / "result.json").stat().st_mtime_ns == trial0  # not rerun
+    # the stopped run's 3 trials were finished first, the 4th proposed knowing them
+    assert "the searcher was told 3 earlier trial(s)" in resumed.stdout
 
 
 @pytest.mark.xdist_group("cluster")  # starts a Ray cluster of its own: one at a time

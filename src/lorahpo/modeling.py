@@ -192,7 +192,7 @@ def load_base_model(
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             # the run's precision: bf16 on a GPU; fp32 on a CPU, where bf16 matmuls without
-            # bf16 instructions (AVX2 only) made a 4-bit SmolLM2 step 5x slower
+            # bf16 instructions (AVX2 only) made the 4-bit SmolLM2 test 5x slower
             bnb_4bit_compute_dtype=COMPUTE_DTYPES[hw.precision],
         )
     if hw.device == "cuda":

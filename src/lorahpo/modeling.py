@@ -167,9 +167,6 @@ def load_tokenizer(path: str, model_cfg: DictConfig):
     return tokenizer
 
 
-COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # hw.precision
-
-
 def load_base_model(
     path: str, model_cfg: DictConfig, hw: DictConfig, num_labels: int, pad_token_id: int
 ):
@@ -177,11 +174,13 @@ def load_base_model(
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    # the dtype the run computes in: the base's weights and, over NF4, its 4-bit matmuls
+    dtype = torch.bfloat16 if hw.precision == "bf16" else torch.float32
     kwargs: dict[str, Any] = {
         "num_labels": num_labels,
         "trust_remote_code": bool(model_cfg.trust_remote_code),
         "local_files_only": not model_cfg.allow_download,
-        "dtype": torch.bfloat16 if hw.precision == "bf16" else torch.float32,
+        "dtype": dtype,
         "ignore_mismatched_sizes": True,  # a saved head with another label count is replaced
     }
     if hw.quantization == "nf4":
@@ -191,9 +190,9 @@ def load_base_model(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            # the run's precision: bf16 on a GPU; fp32 on a CPU, where bf16 matmuls without
-            # bf16 instructions (AVX2 only) made the 4-bit SmolLM2 test 5x slower
-            bnb_4bit_compute_dtype=COMPUTE_DTYPES[hw.precision],
+            # not bf16 always: on a CPU (fp32) without bf16 instructions (AVX2 only), bf16
+            # matmuls made the 4-bit SmolLM2 test 5x slower
+            bnb_4bit_compute_dtype=dtype,
         )
     if hw.device == "cuda":
         kwargs["device_map"] = {"": torch.cuda.current_device()}

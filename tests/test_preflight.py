@@ -91,6 +91,8 @@ def test_command_line_sweep_overrides_edit_the_space(tmp_path):
         (("search.n_trials=null",), [], "search.n_trials=null needs a search.time_budget"),
         (("scheduler.eval_subset=2",), [], "scheduler.eval_subset=2: give the share"),
         (("data=csv", "data.train_path=does/not/exist.csv"), [], "no such file"),
+        (("hardware.precision=fp16",), [], "hardware.precision='fp16' is not a precision"),
+        (("hardware.quantization=int8",), [], "hardware.quantization='int8' is not a"),
     ],
 )
 def test_what_stops_a_sweep_before_ray_starts(tmp_path, overrides, arguments, needle):

@@ -119,6 +119,8 @@ def test_own_csv_with_missing_responses_trains(tmp_path, toy_csvs):
         (["train.eval_at=[0,2]"], ["train.eval_at=", "list of evaluation numbers"]),
         (["train.eval_subset=1.5"], ["train.eval_subset=1.5", "between 0 and 1"]),
         (["data.truncation=middle"], ["data.truncation='middle'", "fields or end"]),
+        (["hardware.precision=fp16"], ["hardware.precision='fp16'", "fp32 or bf16"]),
+        (["hardware.quantization=int8"], ["hardware.quantization='int8'", "none or nf4"]),
     ],
 )
 def test_bad_settings_exit_with_one_clear_message(tmp_path, args, needles):

@@ -131,10 +131,29 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
+PRECISIONS = ("fp32", "bf16")  # hardware.precision
+QUANTIZATIONS = ("none", "nf4")  # hardware.quantization
+
+
+def check_hardware_settings(hw: DictConfig) -> None:
+    """Values the code has no path for (a sweep's preflight asks too: no torch needed)."""
+    if hw.precision not in PRECISIONS:
+        raise UserError(
+            f"hardware.precision={hw.precision!r} is not a precision this project trains in: "
+            f"use {' or '.join(PRECISIONS)} (bf16 on GPUs that have it, fp32 otherwise)."
+        )
+    if hw.quantization not in QUANTIZATIONS:
+        raise UserError(
+            f"hardware.quantization={hw.quantization!r} is not a quantisation: use "
+            f"{' or '.join(QUANTIZATIONS)} (nf4: a 4-bit base with bitsandbytes, QLoRA)."
+        )
+
+
 def check_hardware(hw: DictConfig) -> None:
     """Fail early, with the fix, when the hardware config asks for what is not there."""
     import torch
 
+    check_hardware_settings(hw)
     if hw.device == "cuda" and not torch.cuda.is_available():
         raise UserError(
             f"hardware={hw.name} needs a CUDA GPU, but torch sees none "

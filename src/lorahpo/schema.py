@@ -73,8 +73,8 @@ class HardwareConfig:
 
     name: str = MISSING
     device: str = MISSING  # cpu | cuda
-    precision: str = MISSING  # fp32 | bf16 | fp16
-    quantization: str = MISSING  # none | nf4
+    precision: str = MISSING  # fp32 | bf16 (lorahpo.modeling.PRECISIONS)
+    quantization: str = MISSING  # none | nf4 (lorahpo.modeling.QUANTIZATIONS)
     gradient_checkpointing: bool = MISSING
     optim: str = MISSING  # any Hugging Face optimizer name
     concurrency: int = MISSING  # trials at once in a sweep

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lorahpo import tracking
+from lorahpo import modeling, tracking
 from lorahpo.errors import UserError, first_line
 from lorahpo.objective import Objective, parse_objective
 from lorahpo.plan import check_eval_subset
@@ -67,6 +67,7 @@ def preflight(config: DictConfig, arguments: list[str], load: Loader) -> SweepPl
     # the trial's config must not depend on where Ray runs it
     fixed += [f"hydra.sweep.dir={sweep_dir}", f"paths.root={root}"]
     defaults = compose_check(load, space, fixed)
+    modeling.check_hardware_settings(defaults.hardware)
     check_model_weights(defaults)
     tracking.check_logger(config)
     objective = parse_objective(config.objective)
@@ -176,9 +177,7 @@ def check_model_weights(cfg: DictConfig) -> None:
     (the tiny model is built by its first trial)."""
     if cfg.model.builder == "tiny":
         return
-    from lorahpo.modeling import resolve_model_path
-
-    resolve_model_path(cfg.model, [], int(cfg.data.num_labels), 0, cfg.paths.cache_dir)
+    modeling.resolve_model_path(cfg.model, [], int(cfg.data.num_labels), 0, cfg.paths.cache_dir)
 
 
 def check_retries(hw: DictConfig) -> int:
